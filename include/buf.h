@@ -1,0 +1,56 @@
+/*
+ * buf: a byte queue that owns heap storage only while it holds data. An idle
+ * client's buffers are three words of zeros; the first append allocates and
+ * the consume that empties it frees. Leaf module: libc only.
+ */
+#ifndef ECHOCHAT_BUF_H
+#define ECHOCHAT_BUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf {
+    uint8_t *data; /* NULL while empty */
+    size_t off;    /* start of unread bytes in data */
+    size_t len;    /* unread bytes */
+    size_t cap;    /* bytes allocated */
+};
+
+#define BUF_INIT                                                                                   \
+    {                                                                                              \
+        NULL, 0, 0, 0                                                                              \
+    }
+
+void buf_init(struct buf *b);
+/* Free the storage; the buf is empty and reusable afterwards. */
+void buf_fini(struct buf *b);
+
+/* Append n bytes. Returns 0 or -ENOMEM (nothing appended then). */
+int buf_append(struct buf *b, const void *p, size_t n);
+/* Writable room for at least n bytes at the end, or NULL on ENOMEM.
+ * buf_commit() then accounts for the bytes actually written. */
+uint8_t *buf_reserve(struct buf *b, size_t n);
+void buf_commit(struct buf *b, size_t n);
+/* Drop n bytes from the front (n <= len); frees the storage when empty. */
+void buf_consume(struct buf *b, size_t n);
+
+static inline const uint8_t *
+buf_data(const struct buf *b)
+{
+    return b->data ? b->data + b->off : NULL; /* NULL + 0 is UB */
+}
+
+static inline size_t
+buf_len(const struct buf *b)
+{
+    return b->len;
+}
+
+static inline bool
+buf_empty(const struct buf *b)
+{
+    return b->len == 0;
+}
+
+#endif

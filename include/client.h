@@ -1,0 +1,164 @@
+/*
+ * client: one accepted connection and the fd-indexed table that holds them.
+ * This layer owns the socket I/O so that the protocols never see epoll or a
+ * socket: it reads into a shared scratch buffer and hands the bytes to the
+ * protocol's ops->read; it queues output, writes first and arms EPOLLOUT only
+ * for what the kernel refused; it pauses and resumes reading; it keeps the
+ * idle list (oldest activity first, so expiry is O(1)); and it closes in two
+ * flavours, both deferred to the end of the loop iteration so that nobody up
+ * the stack ever holds a freed client:
+ *
+ *   client_close()  at once: output is dropped (errors, limits);
+ *   client_finish() gracefully: flush the output, shutdown(SHUT_WR), read and
+ *                   discard until the peer's FIN (so unread input never turns
+ *                   our close into a reset that destroys what we sent), close.
+ *
+ * Uses loop, net, buf, log and util.
+ */
+#ifndef ECHOCHAT_CLIENT_H
+#define ECHOCHAT_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "loop.h"
+#include "net.h"
+
+struct client;
+struct client_table;
+
+/* Why a client went away: logged, counted in the statistics. */
+enum client_why {
+    CLIENT_WHY_BYE,      /* the peer closed, or said /quit */
+    CLIENT_WHY_ERROR,    /* a read or write failed (reset, timeout) */
+    CLIENT_WHY_OUTPUT,   /* unsent output passed --max-output */
+    CLIENT_WHY_IDLE,     /* silent longer than --idle-timeout */
+    CLIENT_WHY_SHUTDOWN, /* the server is stopping */
+    CLIENT_WHY_REFUSED,  /* --max-clients or --max-per-ip */
+    CLIENT_WHY_LINGER,   /* a closing peer made no progress in time */
+    CLIENT_WHY_PROTOCOL, /* the protocol gave up on it (see the log) */
+    CLIENT_WHY_COUNT
+};
+
+/* What the server tells a client through its protocol (ops->notice). */
+enum client_notice {
+    CLIENT_NOTICE_SHUTDOWN, /* graceful shutdown begins */
+    CLIENT_NOTICE_IDLE,     /* idle timeout: it is about to be closed */
+    CLIENT_NOTICE_FULL,     /* refused: --max-clients reached */
+    CLIENT_NOTICE_PER_IP,   /* refused: --max-per-ip reached */
+    CLIENT_NOTICE_BUSY      /* refused: out of file descriptors */
+};
+
+/*
+ * A protocol. Every callback may call client_send/close/finish on any
+ * client; none of them frees anything directly.
+ */
+struct client_ops {
+    const char *name; /* "chat", "echo": logs and statistics */
+    /* A new connection (not called for refused ones). Set up state with
+     * client_set_data() and greet. Returns 0, or -errno to close it. */
+    int (*open)(struct client *c);
+    /* Bytes arrived (never 0 bytes). Returns 0, or -errno to close it. */
+    int (*read)(struct client *c, const uint8_t *p, size_t n);
+    /* The peer sent FIN: no more input will come. The protocol finishes what
+     * it owes and calls client_finish(), now or later. */
+    void (*eof)(struct client *c);
+    /* A read-paused client's output fell to half of --max-output or less. */
+    void (*drain)(struct client *c);
+    /* A client_wake_at() time has come. */
+    void (*wake)(struct client *c);
+    /* Tell the client something on the server's behalf (chat: a "*** "
+     * line; echo adds nothing to the stream). May be called before open. */
+    void (*notice)(struct client *c, enum client_notice what);
+    /* The client is being freed (at the end of the iteration, after it was
+     * closed or finished). Release protocol state; output is no longer
+     * possible for this client, but sending to others is. */
+    void (*close)(struct client *c);
+};
+
+/* Called by the table when a client opens or is freed (server statistics,
+ * per-address counts, STATUS=). */
+typedef void client_hook_fn(struct client *c, bool opened, void *arg);
+
+struct client_limits {
+    size_t max_output;     /* bytes of unsent output (--max-output) */
+    unsigned idle_timeout; /* s, 0 = off (--idle-timeout) */
+    unsigned linger_ms;    /* a closing client with no progress this long is dropped */
+};
+
+/* Counters, for SIGUSR1. */
+struct client_stats {
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t accepted;
+    uint64_t closed[CLIENT_WHY_COUNT];
+};
+
+/* Create a table for fds below maxfd on loop l. Returns 0 or -errno. */
+int client_table_new(struct client_table **out, struct loop *l, int maxfd,
+                     const struct client_limits *lim);
+/* Close every client at once (without notices) and free the table. */
+void client_table_free(struct client_table *t);
+void client_table_hook(struct client_table *t, client_hook_fn *fn, void *arg);
+size_t client_table_count(const struct client_table *t);
+const struct client_stats *client_table_stats(const struct client_table *t);
+/* Call fn for every live client (not the closing ones). fn may close or
+ * finish clients; they are freed only later. */
+void client_table_each(struct client_table *t, void (*fn)(struct client *c, void *arg), void *arg);
+/* The client on fd, or NULL. */
+struct client *client_table_get(const struct client_table *t, int fd);
+
+/* Adopt an accepted, non-blocking socket: register it, then ops->open(c).
+ * ctx is the protocol's shared state (client_ctx()). If notice is >= 0 the
+ * client is refused instead: ops->notice(c, notice), then finished, and open
+ * is never called. Returns the client (NULL if the fd could not be
+ * registered: then fd has been closed). */
+struct client *client_new(struct client_table *t, int fd, const struct net_addr *peer,
+                          const struct client_ops *ops, void *ctx, int notice);
+
+/* Queue bytes for c; they are written at the end of this loop iteration
+ * (one write per client per iteration, however many lines it was sent).
+ * A no-op for a closing client. Returns 0 or -ENOMEM. */
+int client_send(struct client *c, const void *p, size_t n);
+/* Like client_send(), but write at once when nothing is queued (echo: no
+ * copy, no waiting for the end of the iteration). */
+int client_write(struct client *c, const void *p, size_t n);
+/* Unsent output held for c. */
+size_t client_output(const struct client *c);
+/* True once the unsent output has reached --max-output. */
+bool client_output_full(const struct client *c);
+
+/* Stop or restart reading from c (its kernel buffer then fills and TCP flow
+ * control slows the sender: nothing is lost). */
+void client_pause_read(struct client *c);
+void client_resume_read(struct client *c);
+bool client_read_paused(const struct client *c);
+
+/* Call ops->wake(c) at absolute time when_ms (replacing an earlier time). */
+void client_wake_at(struct client *c, uint64_t when_ms);
+
+/* Close at once, dropping unsent output. Idempotent. */
+void client_close(struct client *c, enum client_why why);
+/* Close gracefully: flush, FIN, wait for the peer's FIN, close. */
+void client_finish(struct client *c, enum client_why why);
+/* True once close or finish was called. */
+bool client_closing(const struct client *c);
+
+void *client_data(const struct client *c);
+void client_set_data(struct client *c, void *data);
+void *client_ctx(const struct client *c);
+const struct client_ops *client_ops_of(const struct client *c);
+/* The loop's current time, ms (for rate limits: protocols see no loop). */
+uint64_t client_now(const struct client *c);
+/* "client 7 [::1]:5012", for log lines. Returns buf. */
+char *client_name(const struct client *c, char *buf, size_t len);
+/* The peer's address as the per-IP limit keys it (see net_addr_key). */
+size_t client_addr_key(const struct client *c, uint8_t key[16]);
+/* The text of a why. */
+const char *client_why_str(enum client_why why);
+
+#define CLIENT_NAME_MAX (NET_ADDRSTRLEN + 32)
+
+#endif

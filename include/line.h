@@ -1,0 +1,54 @@
+/*
+ * line: framing of a chat byte stream into lines. Bytes pass through the
+ * telnet filter, then LF, CR LF and CR NUL end a line (a lone CR followed by
+ * anything else also ends one, as telnet clients in line mode send it). A
+ * line longer than max is discarded while it streams in, so memory stays
+ * bounded by max plus one read; its place in the order is reported.
+ *
+ * The reader queues complete lines so that a rate-limited consumer can take
+ * them one at a time later: line_feed() accepts bytes, line_next() hands out
+ * the oldest line. Storage exists only while something is queued or partial.
+ * Leaf module: libc (and buf, telnet) only.
+ */
+#ifndef ECHOCHAT_LINE_H
+#define ECHOCHAT_LINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "telnet.h"
+
+struct line_reader {
+    struct buf q;        /* queued lines, then the partial line */
+    size_t max;          /* longest line kept, in bytes, excluding the ending */
+    size_t partial;      /* bytes of the partial line at the end of q */
+    uint32_t nlines;     /* complete entries (lines or overlong marks) in q */
+    uint8_t flags;       /* CR seen, discarding an overlong line, ... */
+    struct telnet telnet;
+};
+
+void line_init(struct line_reader *lr, size_t max);
+void line_fini(struct line_reader *lr);
+
+/* Take n raw bytes. Returns the number of complete entries now queued
+ * (lines plus overlong marks), or -ENOMEM. */
+int line_feed(struct line_reader *lr, const void *p, size_t n);
+/* End of stream: an unterminated partial line becomes a complete line
+ * (an overlong one becomes an overlong mark). Returns entries queued. */
+int line_finish(struct line_reader *lr);
+
+/* The oldest entry. Returns 1 with *line/*len set (valid until the next
+ * call on lr; not NUL-terminated, ending removed), -EMSGSIZE for a line that
+ * was discarded as longer than max, or 0 when nothing complete is queued. */
+int line_next(struct line_reader *lr, const uint8_t **line, size_t *len);
+
+/* Complete entries waiting for line_next(). */
+static inline uint32_t
+line_queued(const struct line_reader *lr)
+{
+    return lr->nlines;
+}
+
+#endif
