@@ -112,7 +112,7 @@ $(BUILD)/tests/iobj/%.o: tests/integration/%.c
 
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/test_%: $(BUILD)/tests/obj/test_%.o \
-		$$(patsubst %,$(BUILD)/obj/%.o,$$(or $$(UNIT_DEPS_$$*),$$*))
+		$$(addprefix $(BUILD)/obj/,$$(addsuffix .o,$$(or $$(UNIT_DEPS_$$*),$$*)))
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) $(patsubst %,-Wl$(comma)--wrap=%,$(UNIT_WRAP_$*)) -o $@ $^ $(CMOCKA_LIBS) -lm
 

@@ -107,6 +107,10 @@ const struct client_stats *client_table_stats(const struct client_table *t);
 /* Call fn for every live client (not the closing ones). fn may close or
  * finish clients; they are freed only later. */
 void client_table_each(struct client_table *t, void (*fn)(struct client *c, void *arg), void *arg);
+/* End of a loop iteration: free the clients closed during it (calling
+ * ops->close) and write each client's queued output once. Repeats until
+ * neither is left, since a close can queue output for others. */
+void client_table_flush(struct client_table *t);
 /* The client on fd, or NULL. */
 struct client *client_table_get(const struct client_table *t, int fd);
 

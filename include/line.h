@@ -2,12 +2,15 @@
  * line: framing of a chat byte stream into lines. Bytes pass through the
  * telnet filter, then LF, CR LF and CR NUL end a line (a lone CR followed by
  * anything else also ends one, as telnet clients in line mode send it). A
- * line longer than max is discarded while it streams in, so memory stays
- * bounded by max plus one read; its place in the order is reported.
+ * CR ends its line at once; an LF or NUL right after it, even in the next
+ * read, is swallowed as the rest of that ending. A line longer than max is
+ * discarded while it streams in, so memory stays bounded by max plus one
+ * read; its place in the order is reported.
  *
  * The reader queues complete lines so that a rate-limited consumer can take
  * them one at a time later: line_feed() accepts bytes, line_next() hands out
- * the oldest line. Storage exists only while something is queued or partial.
+ * the oldest line. Storage exists only while something is queued or partial:
+ * once line_next() has returned 0 with no partial line, q holds no memory.
  * Leaf module: libc (and buf, telnet) only.
  */
 #ifndef ECHOCHAT_LINE_H
@@ -20,12 +23,15 @@
 #include "buf.h"
 #include "telnet.h"
 
+/* Embedded in every chat client: keep it within 64 bytes. q holds each
+ * complete line as its bytes plus '\n', an overlong mark as a lone '\r',
+ * then the bytes of the partial line. */
 struct line_reader {
-    struct buf q;        /* queued lines, then the partial line */
-    size_t max;          /* longest line kept, in bytes, excluding the ending */
-    size_t partial;      /* bytes of the partial line at the end of q */
-    uint32_t nlines;     /* complete entries (lines or overlong marks) in q */
-    uint8_t flags;       /* CR seen, discarding an overlong line, ... */
+    struct buf q;    /* queued entries, then the partial line */
+    size_t max;      /* longest line kept, in bytes, excluding the ending */
+    size_t partial;  /* bytes of the partial line at the end of q */
+    uint32_t nlines; /* complete entries (lines or overlong marks) not yet taken */
+    uint8_t flags;   /* CR seen, discarding an overlong line, front entry taken */
     struct telnet telnet;
 };
 
@@ -39,9 +45,10 @@ int line_feed(struct line_reader *lr, const void *p, size_t n);
  * (an overlong one becomes an overlong mark). Returns entries queued. */
 int line_finish(struct line_reader *lr);
 
-/* The oldest entry. Returns 1 with *line/*len set (valid until the next
- * call on lr; not NUL-terminated, ending removed), -EMSGSIZE for a line that
- * was discarded as longer than max, or 0 when nothing complete is queued. */
+/* The oldest entry. Returns 1 with line and len set (valid until the next
+ * call on lr; not NUL-terminated, ending removed; len may be 0 for an empty
+ * line), -EMSGSIZE for a line that was discarded as longer than max, or 0
+ * when nothing complete is queued. The entry is dropped on the next call. */
 int line_next(struct line_reader *lr, const uint8_t **line, size_t *len);
 
 /* Complete entries waiting for line_next(). */

@@ -11,9 +11,15 @@
 
 #define RATE_BURST 5
 
+/*
+ * milli is 64-bit because a full bucket is RATE_BURST x per_sec x 1000
+ * milli-tokens, which passes 2^32 above 858,993 lines/s (--rate-limit allows
+ * 1,000,000). With a 64-bit milli the struct is 16 bytes anyway, so last
+ * keeps the whole clock: no wraparound, and any gap, however long, refills.
+ */
 struct rate {
-    uint32_t milli; /* tokens x 1000, so refill is exact integer math */
-    uint32_t last;  /* now_ms of the last refill (low 32 bits: wraps fine) */
+    uint64_t milli; /* tokens x 1000: per_sec milli-tokens accrue per ms, exactly */
+    uint64_t last;  /* now_ms of the last refill */
 };
 
 /* A full bucket at now_ms. */

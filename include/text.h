@@ -24,9 +24,48 @@ size_t text_sanitize(const uint8_t *in, size_t n, char *out);
 
 /* A nick or room name: 1..TEXT_NAME_MAX of A-Z a-z 0-9 _ -. */
 bool text_is_name(const char *s, size_t n);
-/* Case-insensitive (ASCII) equality of two names. */
-bool text_name_eq(const char *a, const char *b);
-/* A hash of a name that ignores ASCII case. */
-uint32_t text_name_hash(const char *s);
+/*
+ * The two below are inline so that room.c, a leaf that links nothing else,
+ * can key its table on them and agree with chat.c on what "same name" means.
+ * Names are ASCII; bytes >= 0x80 compare as themselves.
+ */
+static inline char
+text_ascii_lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+/* Case-insensitive (ASCII) equality of two NUL-terminated names. */
+static inline bool
+text_name_eq(const char *a, const char *b)
+{
+    while (*a && text_ascii_lower(*a) == text_ascii_lower(*b)) {
+        a++;
+        b++;
+    }
+    return text_ascii_lower(*a) == text_ascii_lower(*b);
+}
+
+/* A hash of a NUL-terminated name that ignores ASCII case (32-bit FNV-1a
+ * of the lowercased bytes, then mixed): text_name_eq() names hash equal. */
+static inline uint32_t
+text_name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *s; s++) {
+        h ^= (uint8_t)text_ascii_lower(*s);
+        h *= 16777619u;
+    }
+    /* FNV-1a's low bits are weak on short names that differ at the end
+     * ("room1", "room2"), and the room table indexes by low bits: finish
+     * with an avalanche (MurmurHash3's fmix32 constants) */
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
+}
 
 #endif
