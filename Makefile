@@ -66,7 +66,7 @@ UNIT_DEPS_echo   := echo client loop net buf util log
 UNIT_DEPS_chat   := chat client loop net buf util log line telnet text room rate
 UNIT_DEPS_bench  := benchlib net buf loop util log
 # Libc calls a unit test scripts through -Wl,--wrap (cmocka will_return).
-UNIT_WRAP_client := accept4 write writev read
+UNIT_WRAP_client := accept4 send recv
 UNIT_WRAP_net    := accept4
 
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
