@@ -10,7 +10,8 @@
  * The reader queues complete lines so that a rate-limited consumer can take
  * them one at a time later: line_feed() accepts bytes, line_next() hands out
  * the oldest line. Storage exists only while something is queued or partial:
- * once line_next() has returned 0 with no partial line, q holds no memory.
+ * once line_next() has returned 0, or line_queued() has returned 0, with no
+ * partial line, q holds no memory.
  * Leaf module: libc (and buf, telnet) only.
  */
 #ifndef ECHOCHAT_LINE_H
@@ -51,11 +52,9 @@ int line_finish(struct line_reader *lr);
  * when nothing complete is queued. The entry is dropped on the next call. */
 int line_next(struct line_reader *lr, const uint8_t **line, size_t *len);
 
-/* Complete entries waiting for line_next(). */
-static inline uint32_t
-line_queued(const struct line_reader *lr)
-{
-    return lr->nlines;
-}
+/* Complete entries waiting for line_next(). Like every call on lr it first
+ * drops the entry line_next() handed out last, so a consumer looping on
+ * `while (line_queued(lr) > 0) line_next(...)` leaves no storage behind. */
+uint32_t line_queued(struct line_reader *lr);
 
 #endif

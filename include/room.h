@@ -44,7 +44,8 @@ void room_set_fini(struct room_set *rs);
 
 /* The room with this name, ignoring case, or NULL. */
 struct room *room_find(const struct room_set *rs, const char *name);
-/* Find or create. name must satisfy text_is_name(). NULL only on ENOMEM. */
+/* Find or create. name must satisfy text_is_name(); a new room keeps this
+ * spelling. NULL only on ENOMEM. */
 struct room *room_get(struct room_set *rs, const char *name);
 /* Remove and free a room (call when it is empty). */
 void room_delete(struct room_set *rs, struct room *r);
@@ -53,11 +54,13 @@ void room_delete(struct room_set *rs, struct room *r);
  * (room_leave() rewrites the slot of the member it moves). Returns 0 or
  * -ENOMEM. */
 int room_join(struct room *r, void *member, uint32_t *slot);
-/* Remove the member at *slot. slot_of(member) must return the address where
- * that member keeps its slot (the member moved into the hole gets updated). */
+/* Remove the member at slot. slot_of(member) must return the address where
+ * that member keeps its slot (the member moved into the hole gets updated).
+ * The member array is freed when the room empties. */
 void room_leave(struct room *r, uint32_t slot, uint32_t *(*slot_of)(void *member));
 
-/* Append a complete line to the history ring, dropping the oldest when full.
+/* Append a copy of a complete line to the history ring, dropping the oldest
+ * when full; a no-op with hist_max 0. The copy is also NUL-terminated.
  * Returns 0 or -ENOMEM. */
 int room_history_push(struct room *r, const char *text, size_t len);
 /* The i-th history line, oldest first (i < r->hist_len). */

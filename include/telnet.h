@@ -2,7 +2,9 @@
  * telnet: a streaming filter that removes RFC 854 IAC sequences (commands,
  * WILL/WONT/DO/DONT option negotiation, SB ... IAC SE subnegotiation, and
  * IAC IAC) from a byte stream. Its state survives a sequence split across
- * reads. Nothing is answered: we never negotiate. Leaf module: libc only.
+ * reads. Nothing is answered: we never negotiate. IAC before a byte that is
+ * not a command drops both; IAC plus a command other than SE or IAC inside
+ * a subnegotiation ends it. Leaf module: libc only.
  */
 #ifndef ECHOCHAT_TELNET_H
 #define ECHOCHAT_TELNET_H
