@@ -49,12 +49,15 @@ enum { CFG_RUN = 0, CFG_HELP = 1, CFG_VERSION = 2 };
 
 /* Fill every field with its default. */
 void cfg_defaults(struct cfg *c);
-/* Parse argv (argv[0] is the program name) on top of the defaults. Returns
- * CFG_RUN, CFG_HELP or CFG_VERSION, or -EINVAL with a one-line message
- * (no newline) naming the offending flag in err. Reentrant across calls. */
+/* Parse argv (argv[0] is the program name) on top of the defaults, which it
+ * sets itself. Returns CFG_RUN, CFG_HELP or CFG_VERSION, or -EINVAL with a
+ * one-line message (no newline) starting with the offending flag's long
+ * form, or the quoted unknown argument, in err (err may be NULL). Resets
+ * getopt, so it may be called again; not thread-safe (getopt globals). */
 int cfg_parse(struct cfg *c, int argc, char *argv[], char *err, size_t errlen);
-/* Parse "[ADDR:]PORT" ("2323", "127.0.0.1:7", "[::1]:7", "host:7").
- * Returns 0 or -EINVAL with err filled. */
+/* Parse "[ADDR:]PORT" ("2323", "127.0.0.1:7", "[::1]:7", "host:7"; ":7"
+ * is all interfaces). Returns 0 or -EINVAL with err filled: one line that
+ * starts with the quoted spec; the caller prefixes the flag. */
 int cfg_parse_listen(const char *spec, struct cfg_listen *out, char *err, size_t errlen);
 /* The --help text, ending in a newline. */
 const char *cfg_usage(void);
