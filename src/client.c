@@ -344,6 +344,12 @@ client_on_idle(struct loop *l, struct loop_timer *tm, void *arg)
     (void)tm;
     while ((c = t->idle.head) != NULL && c->active + ttl <= loop_now(l)) {
         char name[CLIENT_NAME_MAX];
+        if (c->flags & CL_PAUSED) {
+            /* paused reading (rate limit, backpressure): it has sent what
+             * we have not consumed yet, which is the opposite of idle */
+            client_touch(c);
+            continue;
+        }
         log_info("%s: idle for %u s", client_name(c, name, sizeof(name)), t->lim.idle_timeout);
         if (c->ops->notice)
             c->ops->notice(c, CLIENT_NOTICE_IDLE);

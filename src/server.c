@@ -303,36 +303,43 @@ server_on_pause_end(struct loop *l, struct loop_timer *t, void *arg)
  * keep the listener readable, so a level-triggered loop would spin on it.
  * Instead give back the spare descriptor, accept the connection and close
  * it at once (the peer sees the connection closed), and take the spare
- * again. If even that fails (ENFILE: the whole system is out), stop
- * watching the listeners for a moment. Either way the loop never spins and
- * existing clients are served throughout.
+ * again. Linux reports EMFILE before it looks at the queue, so the accept
+ * made with the spare's slot is also what tells us the queue is empty: the
+ * backlog has been shed. Then (or if the slot cannot be had back: ENFILE,
+ * the whole system is out) stop watching the listeners for SERVER_PAUSE_MS.
+ * While descriptors stay short, a connection flood then costs us one
+ * drain of the backlog per pause, and the kernel's SYN handling the rest,
+ * instead of CPU per connection: existing clients keep the machine. Returns
+ * true to keep accepting.
  */
-static void
+static bool
 server_shed(struct listener *lst, int err)
 {
     struct server *srv = lst->srv;
     uint64_t now = loop_now(srv->loop);
-    int fd = -1;
+    int fd = -EMFILE;
 
     if (srv->spare >= 0) {
         close(srv->spare);
         srv->spare = -1;
-        fd = net_accept(lst->fd, NULL);
-        if (fd >= 0) {
+        if ((fd = net_accept(lst->fd, NULL)) >= 0) {
             close(fd);
             srv->shed++;
         }
         srv->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
-    if (now - srv->last_shed_log >= 1000 || srv->last_shed_log == 0) {
+    if (fd >= 0 && (now - srv->last_shed_log >= 1000 || srv->last_shed_log == 0)) {
         log_warn("%s: out of file descriptors (%s): shedding new connections, %zu clients served, "
                  "%llu shed so far",
                  lst->name, strerror(err), client_table_count(srv->clients),
                  (unsigned long long)srv->shed);
         srv->last_shed_log = now;
     }
-    if (fd < 0 || srv->spare < 0)
+    if (fd < 0 || srv->spare < 0) {
         server_listen_pause(srv, true);
+        return false;
+    }
+    return true;
 }
 
 static void
@@ -360,7 +367,8 @@ server_on_accept(struct loop *l, int fd, uint32_t ev, void *arg)
         case ENFILE:
         case ENOBUFS:
         case ENOMEM:
-            server_shed(lst, -cfd);
+            if (!server_shed(lst, -cfd))
+                return;
             continue;
         case ECONNABORTED:
         case EINTR:
@@ -631,9 +639,7 @@ server_raise_nofile(const struct cfg *cfg)
                  "connections beyond about %llu will be shed",
                  (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
                  (unsigned long long)need, cfg->max_clients,
-                 (unsigned long long)(rl.rlim_cur > SERVER_FD_RESERVE
-                                          ? rl.rlim_cur - SERVER_FD_RESERVE
-                                          : 0));
+                 (unsigned long long)(rl.rlim_cur > 10 ? rl.rlim_cur - 10 : 0));
     return rl.rlim_cur == RLIM_INFINITY ? need : rl.rlim_cur;
 }
 
