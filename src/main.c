@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,20 @@ detach_stderr(void)
     close(null);
 }
 
+/* -D changes directory to /, so a relative --pid-file is anchored to the
+ * directory the operator started us in, where they will look for it. */
+static const char *
+pidfile_path(const char *path, char *buf, size_t len)
+{
+    char cwd[PATH_MAX];
+
+    if (path[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+        return path;
+    if ((size_t)snprintf(buf, len, "%s/%s", cwd, path) >= len)
+        return path;
+    return buf;
+}
+
 static void
 report_failure(int ready_fd, unsigned char code)
 {
@@ -146,7 +161,7 @@ main(int argc, char *argv[])
     struct cfg cfg;
     struct server *srv = NULL;
     struct pidfile pf = { NULL, -1 };
-    char err[256];
+    char err[256], pidbuf[PATH_MAX];
     int rc, ready_fd = -1, status = 0;
 
     /* a peer that goes away mid-write must cost an EPIPE, not the process */
@@ -166,6 +181,8 @@ main(int argc, char *argv[])
         return 0;
     }
     log_init(cfg.log_level);
+    if (cfg.pid_file)
+        cfg.pid_file = pidfile_path(cfg.pid_file, pidbuf, sizeof(pidbuf));
     if (cfg.daemonize)
         ready_fd = daemonize();
     if (cfg.pid_file && pidfile_take(&pf, cfg.pid_file) < 0) {
