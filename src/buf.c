@@ -31,8 +31,11 @@ buf_fini(struct buf *b)
 
 /*
  * Make room for n more bytes after the live data. Sliding beats growing when
- * the dead head is large: the buffer of a client that keeps a steady backlog
- * then stays at its working size instead of creeping upwards.
+ * the dead head is at least as large as the live part: the buffer of a
+ * client that keeps a steady backlog then stays near its working size.
+ * Otherwise the block doubles: sliding a large live part for every small
+ * append would cost O(len) per append, and a same-size copy would be the
+ * same memmove plus an allocation.
  */
 static int
 buf_make_room(struct buf *b, size_t n)
@@ -50,7 +53,7 @@ buf_make_room(struct buf *b, size_t n)
     if (n > SIZE_MAX - b->len)
         return -ENOMEM;
     need = b->len + n;
-    cap = b->cap ? b->cap : BUF_MIN_CAP;
+    cap = b->cap ? (b->cap > SIZE_MAX / 2 ? need : b->cap * 2) : BUF_MIN_CAP;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     /* realloc would copy the dead head too: allocate and copy the live part */

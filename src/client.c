@@ -328,8 +328,23 @@ client_on_io(struct loop *l, int fd, uint32_t ev, void *arg)
     (void)fd;
     if ((ev & LOOP_WRITE) && !(c->flags & CL_CLOSING))
         client_flush(c);
-    if ((ev & LOOP_READ) && !(c->flags & (CL_CLOSING | CL_EOF)))
+    if (!(ev & LOOP_READ) || (c->flags & CL_CLOSING))
+        return;
+    if (!(c->flags & CL_EOF)) {
         client_read(c);
+        return;
+    }
+    /*
+     * Reading stopped at EOF, so this is epoll's error/hang-up report, which
+     * it repeats on every wait whatever we watch. Before our own FIN a
+     * hang-up means the peer reset: the connection is gone both ways, and
+     * ignoring it would spin the loop until the protocol finishes.
+     */
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err == 0)
+        err = ECONNRESET;
+    client_fail(c, err);
 }
 
 /* --- timers -------------------------------------------------------------- */

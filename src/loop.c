@@ -254,7 +254,7 @@ loop_timeout(const struct loop *l)
     if (when <= l->now)
         return 0;
     /* +1: epoll rounds down; waking a millisecond late beats spinning early */
-    return when - l->now > INT32_MAX ? INT32_MAX : (int)(when - l->now) + 1;
+    return when - l->now >= INT32_MAX ? INT32_MAX : (int)(when - l->now) + 1;
 }
 
 /* --- signals ------------------------------------------------------------- */
