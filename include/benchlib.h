@@ -35,17 +35,17 @@ struct bench_opts {
     enum bench_mode mode;
     struct sockaddr_storage addr; /* the target; always loopback */
     socklen_t addrlen;
-    unsigned conns;         /* echo-rr, echo-bulk, idle */
-    size_t size;            /* rr message, bulk write chunk, chat line length (0: token only) */
-    unsigned pipeline;      /* echo-rr messages in flight per connection */
-    uint64_t duration_ms;   /* measuring (or, for idle, holding) time */
-    uint64_t count;         /* echo-rr: round trips in total; chat: messages per sender; 0 = off */
-    bool half_close;        /* echo-bulk: shutdown(SHUT_WR) at the end, expect all bytes + EOF */
-    unsigned receivers;     /* chat-fanout */
-    unsigned senders;       /* chat-fanout */
-    unsigned rate;          /* chat: messages/s per sender; 0 = window mode */
-    unsigned window;        /* chat: messages per sender not yet delivered to every receiver */
-    long pid;               /* server PID for /proc figures; 0 = none */
+    unsigned conns;          /* echo-rr, echo-bulk, idle */
+    size_t size;             /* rr message, bulk write chunk, chat line length (0: token only) */
+    unsigned pipeline;       /* echo-rr messages in flight per connection */
+    uint64_t duration_ms;    /* measuring (or, for idle, holding) time */
+    uint64_t count;          /* echo-rr: round trips in total; chat: messages per sender; 0 = off */
+    bool half_close;         /* echo-bulk: shutdown(SHUT_WR) at the end, expect all bytes + EOF */
+    unsigned receivers;      /* chat-fanout */
+    unsigned senders;        /* chat-fanout */
+    unsigned rate;           /* chat: messages/s per sender; 0 = window mode */
+    unsigned window;         /* chat: messages per sender not yet delivered to every receiver */
+    long pid;                /* server PID for /proc figures; 0 = none */
     unsigned connect_window; /* connections set up at once (not yet confirmed) */
     uint64_t setup_ms;
     uint64_t drain_ms;
