@@ -231,28 +231,6 @@ server_refusal(struct server *srv, const struct net_addr *peer)
     return -1;
 }
 
-/*
- * Keepalive turns a vanished peer (power cut, NAT timeout) into an error in
- * minutes instead of the kernel's two hours; TCP_USER_TIMEOUT does the same
- * for a peer that stops acknowledging what we send. A failure here is
- * logged and the connection kept: it works, only less well guarded.
- */
-static void
-server_sockopts(struct server *srv, int fd, bool chat, const char *who)
-{
-    const struct cfg *cfg = srv->cfg;
-    int rc;
-
-    if (cfg->keepalive && (rc = net_keepalive(fd, cfg->keepalive_idle, cfg->keepalive_interval,
-                                              cfg->keepalive_count)) < 0)
-        log_warn("%s: keepalive: %s", who, strerror(-rc));
-    if (cfg->user_timeout_ms && (rc = net_user_timeout(fd, cfg->user_timeout_ms)) < 0)
-        log_warn("%s: TCP_USER_TIMEOUT: %s", who, strerror(-rc));
-    /* chat lines are small and interactive: no Nagle delay */
-    if (chat && (rc = net_nodelay(fd)) < 0)
-        log_warn("%s: TCP_NODELAY: %s", who, strerror(-rc));
-}
-
 static void
 server_admit(struct listener *lst, int fd, const struct net_addr *peer)
 {
@@ -260,9 +238,8 @@ server_admit(struct listener *lst, int fd, const struct net_addr *peer)
     char who[NET_ADDRSTRLEN];
     int notice = server_refusal(srv, peer);
 
-    net_addr_str((const struct sockaddr *)&peer->ss, who, sizeof(who));
-    server_sockopts(srv, fd, lst->chat, who);
     if (notice >= 0) {
+        net_addr_str((const struct sockaddr *)&peer->ss, who, sizeof(who));
         srv->refused++;
         log_notice("%s: refused on %s: %s", who, lst->name,
                    notice == CLIENT_NOTICE_FULL ? "--max-clients reached" : "--max-per-ip reached");
@@ -512,6 +489,33 @@ server_before_wait(struct loop *l, void *arg)
 
 /* --- listeners ----------------------------------------------------------- */
 
+/*
+ * The per-connection options, set once on the listener: Linux builds an
+ * accepted socket as a clone of its listener, so SO_KEEPALIVE, the three
+ * keepalive knobs, TCP_USER_TIMEOUT and TCP_NODELAY arrive already set on
+ * every connection, at no syscall per accept (test_core reads them back
+ * from the daemon's own accepted sockets). Keepalive turns a vanished peer
+ * (power cut, NAT timeout) into an error in minutes instead of the kernel's
+ * two hours; TCP_USER_TIMEOUT does the same for a peer that stops
+ * acknowledging what we send; chat lines are small and interactive, so no
+ * Nagle delay. A failure is logged and the listener kept: it works, only
+ * less well guarded.
+ */
+static void
+server_sockopts(struct server *srv, int fd, bool chat, const char *who)
+{
+    const struct cfg *cfg = srv->cfg;
+    int rc;
+
+    if (cfg->keepalive && (rc = net_keepalive(fd, cfg->keepalive_idle, cfg->keepalive_interval,
+                                              cfg->keepalive_count)) < 0)
+        log_warn("%s: keepalive: %s", who, strerror(-rc));
+    if (cfg->user_timeout_ms && (rc = net_user_timeout(fd, cfg->user_timeout_ms)) < 0)
+        log_warn("%s: TCP_USER_TIMEOUT: %s", who, strerror(-rc));
+    if (chat && (rc = net_nodelay(fd)) < 0)
+        log_warn("%s: TCP_NODELAY: %s", who, strerror(-rc));
+}
+
 static int
 server_add_listener(struct server *srv, int fd, bool chat)
 {
@@ -531,6 +535,7 @@ server_add_listener(struct server *srv, int fd, bool chat)
         net_addr_str((const struct sockaddr *)&a.ss, lst->name, sizeof(lst->name));
     else
         snprintf(lst->name, sizeof(lst->name), "fd %d", fd);
+    server_sockopts(srv, fd, chat, lst->name);
     log_notice("listening on %s (%s)", lst->name, chat ? "chat" : "echo");
     return 0;
 }

@@ -9,12 +9,15 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -468,6 +471,133 @@ test_core_peer_gone_with_output_pending_daemon_survives(void **state)
     assert_int_equal(h_stop_clients(&f->d, f->fds, f->nfds, H_TIMEOUT_MS), 0);
 }
 
+/*
+ * The daemon's own socket for our connection fd, borrowed with
+ * pidfd_getfd(2) (we are its parent, and root in CI): the one whose peer is
+ * our local address. Returns a descriptor of ours for it, or -1.
+ */
+static int
+daemon_socket_for(pid_t pid, int fd)
+{
+    struct sockaddr_in mine, peer;
+    socklen_t len = sizeof(mine);
+    int pidfd, found = -1;
+
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&mine, &len), 0);
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    assert_true(pidfd >= 0);
+    for (int n = 3; n < 256 && found < 0; n++) {
+        int dup = (int)syscall(SYS_pidfd_getfd, pidfd, n, 0);
+
+        if (dup < 0)
+            continue;
+        len = sizeof(peer);
+        if (getpeername(dup, (struct sockaddr *)&peer, &len) == 0 && peer.sin_family == AF_INET &&
+            peer.sin_port == mine.sin_port && peer.sin_addr.s_addr == mine.sin_addr.s_addr)
+            found = dup;
+        else
+            close(dup);
+    }
+    close(pidfd);
+    return found;
+}
+
+static int
+sockopt_int(int fd, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof(v);
+
+    assert_int_equal(getsockopt(fd, level, name, &v, &len), 0);
+    return v;
+}
+
+struct want_opts {
+    int keepalive, idle, interval, count, user_timeout, nodelay;
+};
+
+static void
+assert_opts(int fd, const struct want_opts *w)
+{
+    assert_int_equal(sockopt_int(fd, SOL_SOCKET, SO_KEEPALIVE), w->keepalive);
+    if (w->keepalive) {
+        assert_int_equal(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPIDLE), w->idle);
+        assert_int_equal(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPINTVL), w->interval);
+        assert_int_equal(sockopt_int(fd, IPPROTO_TCP, TCP_KEEPCNT), w->count);
+    }
+    assert_int_equal(sockopt_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT), w->user_timeout);
+    assert_int_equal(sockopt_int(fd, IPPROTO_TCP, TCP_NODELAY), w->nodelay);
+}
+
+/* Connect to both listeners of a running daemon and check the options of
+ * the daemon's side of each connection: chat with TCP_NODELAY, echo without. */
+static void
+check_accepted_opts(struct fixture *f, struct want_opts w)
+{
+    struct h_conn *chat = h_conn_open(f->d.port[0]);
+    int echo = h_connect(f->d.port[1]), theirs;
+
+    keep_fd(f, echo);
+    assert_true(h_conn_expect(chat, "welcome", NULL, 0, H_TIMEOUT_MS)); /* accepted by now */
+    assert_true(echo_ok(echo, 1));
+    w.nodelay = 1;
+    assert_true((theirs = daemon_socket_for(f->d.pid, chat->fd)) >= 0);
+    assert_opts(theirs, &w);
+    close(theirs);
+    w.nodelay = 0;
+    assert_true((theirs = daemon_socket_for(f->d.pid, echo)) >= 0);
+    assert_opts(theirs, &w);
+    close(theirs);
+    h_conn_close(chat);
+}
+
+/* SPEC §2: every accepted socket carries SO_KEEPALIVE with the knobs from
+ * the flags, TCP_USER_TIMEOUT (derived from them unless given), and
+ * TCP_NODELAY for chat, read back from the daemon's own descriptors. */
+static void
+test_core_keepalive_flags_land_on_accepted_sockets(void **state)
+{
+    static const char *const names[] = { "chat", "echo", NULL };
+    static const char *const args[] = { "--keepalive-idle",
+                                        "7",
+                                        "--keepalive-interval",
+                                        "3",
+                                        "--keepalive-count",
+                                        "4",
+                                        "--user-timeout",
+                                        "12345",
+                                        NULL };
+    struct fixture *f = *state;
+
+    h_start(&f->d, names, args);
+    check_accepted_opts(f, (struct want_opts){ 1, 7, 3, 4, 12345, 0 });
+    assert_int_equal(h_stop_clients(&f->d, f->fds, f->nfds, H_TIMEOUT_MS), 0);
+}
+
+static void
+test_core_keepalive_defaults_land_on_accepted_sockets(void **state)
+{
+    static const char *const names[] = { "chat", "echo", NULL };
+    struct fixture *f = *state;
+
+    h_start(&f->d, names, NULL);
+    /* 60 s idle, 10 s x 6 probes; user timeout (60 + 10 x 6) s */
+    check_accepted_opts(f, (struct want_opts){ 1, 60, 10, 6, 120000, 0 });
+    assert_int_equal(h_stop_clients(&f->d, f->fds, f->nfds, H_TIMEOUT_MS), 0);
+}
+
+static void
+test_core_no_keepalive_leaves_it_off(void **state)
+{
+    static const char *const names[] = { "chat", "echo", NULL };
+    static const char *const args[] = { "--no-keepalive", "--user-timeout", "0", NULL };
+    struct fixture *f = *state;
+
+    h_start(&f->d, names, args);
+    check_accepted_opts(f, (struct want_opts){ 0, 0, 0, 0, 0, 0 });
+    assert_int_equal(h_stop_clients(&f->d, f->fds, f->nfds, H_TIMEOUT_MS), 0);
+}
+
 int
 main(void)
 {
@@ -490,6 +620,11 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_core_peer_gone_with_output_pending_daemon_survives,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_core_keepalive_flags_land_on_accepted_sockets, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_core_keepalive_defaults_land_on_accepted_sockets,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_core_no_keepalive_leaves_it_off, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
