@@ -34,8 +34,8 @@
 
 #define H_NOTE_MAX 4096
 
-static long
-now_ms(void)
+long
+h_now_ms(void)
 {
     struct timespec ts;
 
@@ -43,11 +43,10 @@ now_ms(void)
     return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Milliseconds left before deadline, never negative: poll()'s timeout. */
-static int
-left_ms(long deadline)
+int
+h_left_ms(long deadline)
 {
-    long n = deadline - now_ms();
+    long n = deadline - h_now_ms();
 
     return n > 0 ? (int)n : 0;
 }
@@ -315,9 +314,9 @@ child_exec(const char *const *args)
 static int
 wait_ready(struct h_daemon *d)
 {
-    long deadline = now_ms() + H_READY_MS;
+    long deadline = h_now_ms() + H_READY_MS;
 
-    while (now_ms() < deadline) {
+    while (h_now_ms() < deadline) {
         wait_notes(d, 20);
         if (find_note(d, "READY=1") != NULL)
             return 0;
@@ -387,15 +386,15 @@ h_signal(struct h_daemon *d, int sig)
 int
 h_wait_exit(struct h_daemon *d, int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = h_now_ms() + timeout_ms;
 
     for (;;) {
         if (reap(d))
             break;
-        if (now_ms() >= deadline)
+        if (h_now_ms() >= deadline)
             return -1;
         /* notifications sent during shutdown (STOPPING=1) are kept too */
-        wait_notes(d, left_ms(deadline) < 5 ? left_ms(deadline) : 5);
+        wait_notes(d, h_left_ms(deadline) < 5 ? h_left_ms(deadline) : 5);
     }
     pump_notes(d);
     return exit_code(d->status);
@@ -421,19 +420,19 @@ h_stop(struct h_daemon *d, int timeout_ms)
 int
 h_stop_clients(struct h_daemon *d, int *fds, size_t n, int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = h_now_ms() + timeout_ms;
     int rc;
 
     h_signal(d, SIGTERM);
     for (size_t i = 0; i < n; i++) {
         if (fds[i] < 0)
             continue;
-        if ((rc = h_wait_closed(fds[i], left_ms(deadline), NULL)) != 0)
+        if ((rc = h_wait_closed(fds[i], h_left_ms(deadline), NULL)) != 0)
             fail_msg("client %zu (fd %d): no EOF after SIGTERM: %s", i, fds[i], strerror(-rc));
         close(fds[i]);
         fds[i] = -1;
     }
-    if ((rc = h_wait_exit(d, left_ms(deadline))) >= 0)
+    if ((rc = h_wait_exit(d, h_left_ms(deadline))) >= 0)
         return rc;
     h_dump_log(d);
     fail_msg("daemon pid %d did not exit within %d ms of SIGTERM", (int)d->pid, timeout_ms);
@@ -474,12 +473,12 @@ h_cleanup(struct h_daemon *d)
 const char *
 h_wait_notify(struct h_daemon *d, const char *needle, int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = h_now_ms() + timeout_ms;
     const char *hit;
 
     pump_notes(d);
-    while ((hit = find_note(d, needle)) == NULL && now_ms() < deadline)
-        wait_notes(d, left_ms(deadline));
+    while ((hit = find_note(d, needle)) == NULL && h_now_ms() < deadline)
+        wait_notes(d, h_left_ms(deadline));
     return hit;
 }
 
@@ -506,14 +505,14 @@ h_count_log(struct h_daemon *d, const char *needle)
 bool
 h_wait_log(struct h_daemon *d, const char *needle, int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = h_now_ms() + timeout_ms;
 
     for (;;) {
         if (h_count_log(d, needle) > 0)
             return true;
-        if (now_ms() >= deadline)
+        if (h_now_ms() >= deadline)
             return false;
-        wait_notes(d, left_ms(deadline) < 10 ? left_ms(deadline) : 10);
+        wait_notes(d, h_left_ms(deadline) < 10 ? h_left_ms(deadline) : 10);
     }
 }
 
@@ -662,7 +661,7 @@ h_run(const char *const *args, char *out, size_t outcap, char *err, size_t errca
     int po[2], pe[2], st;
     size_t olen = 0, elen = 0;
     bool open_o = true, open_e = true;
-    long deadline = now_ms() + timeout_ms;
+    long deadline = h_now_ms() + timeout_ms;
     pid_t pid;
 
     if (out != NULL && outcap > 0)
@@ -677,11 +676,11 @@ h_run(const char *const *args, char *out, size_t outcap, char *err, size_t errca
         run_child(args, po[1], pe[1]);
     close(po[1]);
     close(pe[1]);
-    while ((open_o || open_e) && now_ms() < deadline) {
+    while ((open_o || open_e) && h_now_ms() < deadline) {
         struct pollfd p[2] = { { .fd = open_o ? po[0] : -1, .events = POLLIN },
                                { .fd = open_e ? pe[0] : -1, .events = POLLIN } };
 
-        if (poll(p, 2, left_ms(deadline)) <= 0)
+        if (poll(p, 2, h_left_ms(deadline)) <= 0)
             continue;
         if (p[0].revents != 0)
             open_o = drain_pipe(po[0], out, outcap, &olen);
@@ -692,7 +691,7 @@ h_run(const char *const *args, char *out, size_t outcap, char *err, size_t errca
     close(pe[0]);
     /* both pipes closed: the process is exiting or gone; wait for it */
     while (waitpid(pid, &st, WNOHANG) == 0) {
-        if (now_ms() >= deadline) {
+        if (h_now_ms() >= deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
             return -1;
@@ -751,7 +750,7 @@ void
 h_write_all(int fd, const void *p, size_t n)
 {
     const char *s = p;
-    long deadline = now_ms() + H_TIMEOUT_MS;
+    long deadline = h_now_ms() + H_TIMEOUT_MS;
 
     while (n > 0) {
         ssize_t w = send(fd, s, n, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -764,9 +763,9 @@ h_write_all(int fd, const void *p, size_t n)
         }
         if (w < 0 && errno != EAGAIN && errno != EINTR)
             fail_msg("write fd %d: %s", fd, strerror(errno));
-        if (now_ms() >= deadline)
+        if (h_now_ms() >= deadline)
             fail_msg("write fd %d: peer not reading, %zu bytes left", fd, n);
-        poll(&pf, 1, left_ms(deadline));
+        poll(&pf, 1, h_left_ms(deadline));
     }
 }
 
@@ -783,9 +782,9 @@ recv_by(int fd, void *p, size_t n, long deadline)
             return r;
         if (errno != EAGAIN && errno != EINTR)
             return -errno;
-        if (now_ms() >= deadline)
+        if (h_now_ms() >= deadline)
             return -ETIMEDOUT;
-        poll(&pf, 1, left_ms(deadline));
+        poll(&pf, 1, h_left_ms(deadline));
     }
 }
 
@@ -793,7 +792,7 @@ int
 h_read_exact(int fd, void *p, size_t n, int timeout_ms)
 {
     char *s = p;
-    long deadline = now_ms() + timeout_ms;
+    long deadline = h_now_ms() + timeout_ms;
 
     while (n > 0) {
         ssize_t r = recv_by(fd, s, n, deadline);
@@ -810,7 +809,7 @@ int
 h_wait_closed(int fd, int timeout_ms, size_t *junk)
 {
     char buf[4096];
-    long deadline = now_ms() + timeout_ms;
+    long deadline = h_now_ms() + timeout_ms;
 
     for (;;) {
         ssize_t r = recv_by(fd, buf, sizeof(buf), deadline);
@@ -883,7 +882,7 @@ take_line(struct h_conn *c, char *line, size_t cap, bool force)
 int
 h_conn_line(struct h_conn *c, char *line, size_t cap, int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = h_now_ms() + timeout_ms;
 
     for (;;) {
         int n = take_line(c, line, cap, c->len == sizeof(c->buf));
@@ -904,10 +903,10 @@ bool
 h_conn_expect(struct h_conn *c, const char *needle, char *line, size_t cap, int timeout_ms)
 {
     char buf[sizeof(c->buf)];
-    long deadline = now_ms() + timeout_ms;
+    long deadline = h_now_ms() + timeout_ms;
 
     for (;;) {
-        int n = h_conn_line(c, buf, sizeof(buf), left_ms(deadline));
+        int n = h_conn_line(c, buf, sizeof(buf), h_left_ms(deadline));
 
         if (n < 0)
             return false;
@@ -928,8 +927,8 @@ h_conn_quiet(struct h_conn *c, int timeout_ms)
 void
 h_conn_drain(struct h_conn *c, int quiet_ms)
 {
-    long deadline = now_ms() + 10L * H_TIMEOUT_MS;
+    long deadline = h_now_ms() + 10L * H_TIMEOUT_MS;
 
-    while (now_ms() < deadline && h_conn_line(c, NULL, 0, quiet_ms) >= 0)
+    while (h_now_ms() < deadline && h_conn_line(c, NULL, 0, quiet_ms) >= 0)
         ;
 }

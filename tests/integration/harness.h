@@ -99,6 +99,11 @@ bool h_wait_log(struct h_daemon *d, const char *needle, int timeout_ms);
 /* How many log lines so far contain needle. */
 int h_count_log(struct h_daemon *d, const char *needle);
 
+/* Milliseconds on CLOCK_MONOTONIC, and what is left before a deadline in
+ * those units (never negative: a poll() timeout). */
+long h_now_ms(void);
+int h_left_ms(long deadline);
+
 /* The daemon's resident set in KiB and its open fd count (from /proc). */
 long h_rss_kib(pid_t pid);
 int h_fd_count(pid_t pid);

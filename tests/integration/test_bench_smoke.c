@@ -62,22 +62,13 @@ group_teardown(void **state)
     return rc == 0 ? 0 : -1;
 }
 
-static long
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* Run the tool with argv[1..] and collect its stdout in f->out. Returns its
  * exit status; fails the test if it is killed or outlives RUN_LIMIT_MS. */
 static int
 run_bench(struct fixture *f, const char **argv)
 {
     const char *tool = getenv("ECHOCHAT_BENCH");
-    long deadline = mono_ms() + RUN_LIMIT_MS;
+    long deadline = h_now_ms() + RUN_LIMIT_MS;
     size_t len = 0;
     int pfd[2], status;
     pid_t pid;
@@ -96,7 +87,7 @@ run_bench(struct fixture *f, const char **argv)
     close(pfd[1]);
     for (;;) {
         struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-        long left = deadline - mono_ms();
+        long left = deadline - h_now_ms();
         ssize_t n;
 
         if (left <= 0 || poll(&p, 1, (int)left) == 0) {

@@ -60,15 +60,6 @@ teardown(void **state)
     return 0;
 }
 
-static long
-now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* Start the daemon with these extra flags (NULL-terminated). */
 static void
 start(struct fixture *f, const char *const *args)
@@ -702,10 +693,10 @@ test_chat_rate_limit_delays_without_loss(void **state)
     a = user(f, "alice", NULL);
     b = user(f, "bob", NULL);
     text = numbered_lines("paste", 400, &len);
-    t0 = now_ms();
+    t0 = h_now_ms();
     h_write_all(a->fd, text, len);
     expect_sequence(b, "alice", "paste", 400);
-    took = now_ms() - t0;
+    took = h_now_ms() - t0;
     print_message("400 lines at 50/s, burst 250: %ld ms\n", took);
     assert_true(took >= 2500);
     assert_true(took < 8000);

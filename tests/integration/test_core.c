@@ -62,15 +62,6 @@ teardown(void **state)
     return 0;
 }
 
-static long
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 keep_fd(struct fixture *f, int fd)
 {
@@ -254,8 +245,8 @@ test_core_restart_binds_port_in_time_wait(void **state)
     /* the server closes first: we see its FIN, then our close completes
      * the exchange and its side of each connection enters TIME_WAIT */
     assert_int_equal(h_stop_clients(&f->d, f->fds, N, H_TIMEOUT_MS), 0);
-    deadline = mono_ms() + H_TIMEOUT_MS;
-    while (h_time_wait_count(port) < N && mono_ms() < deadline)
+    deadline = h_now_ms() + H_TIMEOUT_MS;
+    while (h_time_wait_count(port) < N && h_now_ms() < deadline)
         poll(NULL, 0, 10);
     print_message("%d TIME_WAIT sockets on port %d\n", h_time_wait_count(port), port);
     assert_true(h_time_wait_count(port) >= N);
@@ -293,10 +284,10 @@ static unsigned
 shed_for(int port, long ms)
 {
     enum { ROUND = 16 };
-    long end = mono_ms() + ms;
+    long end = h_now_ms() + ms;
     unsigned n = 0;
 
-    while (mono_ms() < end) {
+    while (h_now_ms() < end) {
         int fds[ROUND];
 
         for (int i = 0; i < ROUND; i++)
@@ -348,8 +339,8 @@ test_core_emfile_sheds_new_keeps_old_low_cpu_recovers(void **state)
     for (size_t i = 0; i < 4; i++) {
         close(f->fds[--f->nfds]);
     }
-    deadline = mono_ms() + H_TIMEOUT_MS;
-    while (!again && mono_ms() < deadline) {
+    deadline = h_now_ms() + H_TIMEOUT_MS;
+    while (!again && h_now_ms() < deadline) {
         int fd = h_connect(f->d.port[0]);
 
         if ((again = echo_ok(fd, 3000)))
@@ -432,11 +423,11 @@ test_core_shutdown_bounded_by_timeout_when_peer_stays(void **state)
     fd = h_connect(f->d.port[0]);
     keep_fd(f, fd);
     assert_true(echo_ok(fd, 1));
-    t0 = mono_ms();
+    t0 = h_now_ms();
     h_signal(&f->d, SIGTERM);
     assert_true(h_expect_eof(fd, H_TIMEOUT_MS));
     assert_int_equal(h_wait_exit(&f->d, 1000 + H_TIMEOUT_MS), 0);
-    print_message("exited %ld ms after SIGTERM with the peer still open\n", mono_ms() - t0);
+    print_message("exited %ld ms after SIGTERM with the peer still open\n", h_now_ms() - t0);
 }
 
 /* A client that leaves with megabytes of echo unread makes the daemon's
@@ -454,8 +445,8 @@ test_core_peer_gone_with_output_pending_daemon_survives(void **state)
     h_start(&f->d, names, NULL);
     for (int round = 0; round < 3; round++) {
         fd = h_connect(f->d.port[0]);
-        end = mono_ms() + 300;
-        while (mono_ms() < end) {
+        end = h_now_ms() + 300;
+        while (h_now_ms() < end) {
             struct pollfd p = { .fd = fd, .events = POLLOUT };
 
             if (send(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != EAGAIN)

@@ -103,15 +103,6 @@ test_seed(uint64_t salt)
     return base + salt;
 }
 
-static long
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* One client's stream: what it has generated, handed to the kernel and
  * received back (verified). */
 struct stream {
@@ -267,12 +258,12 @@ sample_rss(struct run_opts *o, long *next)
 {
     long kib;
 
-    if (o->rss_pid <= 0 || mono_ms() < *next)
+    if (o->rss_pid <= 0 || h_now_ms() < *next)
         return;
     kib = h_rss_kib(o->rss_pid);
     if (kib > o->rss_peak_kib)
         o->rss_peak_kib = kib;
-    *next = mono_ms() + 20;
+    *next = h_now_ms() + 20;
 }
 
 /* Drive n streams at once with one poll() set: each writes while the
@@ -285,7 +276,7 @@ run_streams(struct stream *st, size_t n, struct run_opts *o, uint64_t *rng)
     struct pollfd *pf = calloc(n, sizeof(*pf));
     uint8_t *got = malloc(o->max_chunk);
     uint8_t *want = malloc(o->max_chunk);
-    long start = mono_ms();
+    long start = h_now_ms();
     long deadline = start + o->timeout_ms;
     long next_rss = 0;
     size_t bytes = 0;
@@ -302,7 +293,7 @@ run_streams(struct stream *st, size_t n, struct run_opts *o, uint64_t *rng)
         if (live == 0)
             break;
         sample_rss(o, &next_rss);
-        if (mono_ms() > deadline) {
+        if (h_now_ms() > deadline) {
             for (size_t i = 0; i < n; i++)
                 if (!stream_done(&st[i]))
                     fail_msg("stream %zu of %zu: sent %zu, got back %zu of %zu after %d ms", i, n,
@@ -323,7 +314,7 @@ run_streams(struct stream *st, size_t n, struct run_opts *o, uint64_t *rng)
     }
     for (size_t i = 0; i < n; i++)
         bytes += st[i].total;
-    print_message("%zu stream(s), %zu bytes each way, %ld ms\n", n, bytes, mono_ms() - start);
+    print_message("%zu stream(s), %zu bytes each way, %ld ms\n", n, bytes, h_now_ms() - start);
     free(pf);
     free(got);
     free(want);
@@ -506,15 +497,15 @@ test_echo_nc_half_close_prints_x(void **state)
 static size_t
 push_until_stalled(struct stream *s, uint64_t *rng, size_t max_chunk, int quiet_ms, int timeout_ms)
 {
-    long deadline = mono_ms() + timeout_ms;
-    long last_progress = mono_ms();
+    long deadline = h_now_ms() + timeout_ms;
+    long last_progress = h_now_ms();
 
-    while (s->sent < s->total && mono_ms() < deadline) {
+    while (s->sent < s->total && h_now_ms() < deadline) {
         struct pollfd p = { .fd = s->fd, .events = POLLOUT };
 
         if (stream_write(s, rng, max_chunk, 4 * MIB) > 0)
-            last_progress = mono_ms();
-        else if (mono_ms() - last_progress >= quiet_ms)
+            last_progress = h_now_ms();
+        else if (h_now_ms() - last_progress >= quiet_ms)
             break;
         poll(&p, 1, 10);
     }

@@ -70,15 +70,6 @@ teardown(void **state)
     return 0;
 }
 
-static long
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 static double
 mono_s(void)
 {
@@ -431,7 +422,7 @@ static void
 lc_expect(struct lc *c, const char *needle, int timeout_ms)
 {
     struct lc_find w = { needle, false };
-    long deadline = mono_ms() + timeout_ms;
+    long deadline = h_now_ms() + timeout_ms;
 
     for (;;) {
         struct pollfd p = { .fd = c->fd, .events = POLLIN };
@@ -444,7 +435,7 @@ lc_expect(struct lc *c, const char *needle, int timeout_ms)
         if (c->eof || c->err)
             fail_msg("client %d: %s before \"%s\"", c->id, c->eof ? "EOF" : strerror(c->err),
                      needle);
-        if ((left = deadline - mono_ms()) <= 0)
+        if ((left = deadline - h_now_ms()) <= 0)
             fail_msg("client %d: no \"%s\" within %d ms (last: \"%s\")", c->id, needle, timeout_ms,
                      c->last);
         poll(&p, 1, (int)left);
@@ -559,7 +550,7 @@ pp_a_line(struct lc *c, char *line, size_t len, void *arg)
     if (strcmp(line, want) != 0 && pp->err[0] == '\0')
         snprintf(pp->err, sizeof(pp->err), "a got \"%s\", want \"%s\"", line, want);
     pp->answered++;
-    rtt = mono_ms() - pp->sent_at;
+    rtt = h_now_ms() - pp->sent_at;
     pp->sum_rtt += rtt;
     if (rtt > pp->max_rtt)
         pp->max_rtt = rtt;
@@ -583,7 +574,7 @@ static void
 pingpong_step(struct pingpong *pp)
 {
     char msg[64];
-    long now = mono_ms();
+    long now = h_now_ms();
 
     lc_pump(pp->b, pp_b_line, pp);
     lc_flush(pp->b);
@@ -600,9 +591,9 @@ pingpong_step(struct pingpong *pp)
 static void
 pingpong_finish(struct pingpong *pp, long max_rtt_ms)
 {
-    long deadline = mono_ms() + H_TIMEOUT_MS;
+    long deadline = h_now_ms() + H_TIMEOUT_MS;
 
-    while (pp->answered < pp->sent && mono_ms() < deadline) {
+    while (pp->answered < pp->sent && h_now_ms() < deadline) {
         struct pollfd p[2] = { { .fd = pp->a->fd, .events = POLLIN },
                                { .fd = pp->b->fd, .events = POLLIN } };
         poll(p, 2, 10);
@@ -855,7 +846,7 @@ g_end(struct fixture *f, struct garbage *g, struct gconn *c, int idx)
     /* half-close: the daemon processes everything, then closes */
     shutdown(c->fd, SHUT_WR);
     c->state = G_DRAINING;
-    c->due = mono_ms() + 5000;
+    c->due = h_now_ms() + 5000;
     ep_set(f->ep, EPOLL_CTL_MOD, c->fd, EPOLLIN, tag(1, (unsigned)idx));
 }
 
@@ -898,7 +889,7 @@ g_write(struct fixture *f, struct garbage *g, int idx)
     if (c->next_cut == c->off)
         c->next_cut = c->len;
     c->state = G_WAITING;
-    c->due = mono_ms() + G_CHUNK_MS;
+    c->due = h_now_ms() + G_CHUNK_MS;
     ep_set(f->ep, EPOLL_CTL_MOD, c->fd, 0, tag(1, (unsigned)idx));
     g_push(g, idx);
 }
@@ -968,7 +959,7 @@ g_event(struct fixture *f, struct garbage *g, int idx, uint32_t ev)
 static void
 g_timers(struct fixture *f, struct garbage *g)
 {
-    long now = mono_ms();
+    long now = h_now_ms();
 
     while (g->qhead >= 0 && g->c[g->qhead].due <= now) {
         int idx = g->qhead;
@@ -1007,12 +998,12 @@ test_fault_garbage_10000_conversation_intact(void **state)
         ep_set(f->ep, EPOLL_CTL_ADD, tk.t[i]->fd, EPOLLIN, tag(0, (unsigned)i));
     }
     t0 = mono_s();
-    deadline = mono_ms() + 60000;
+    deadline = h_now_ms() + 60000;
     while (g->done < G_TOTAL || tk.sent[0] + tk.sent[1] + tk.sent[2] < G_TALKERS * G_LINES ||
            tk.next[0][1] < G_LINES || tk.next[0][2] < G_LINES || tk.next[1][0] < G_LINES ||
            tk.next[1][2] < G_LINES || tk.next[2][0] < G_LINES || tk.next[2][1] < G_LINES) {
         int n;
-        if (mono_ms() > deadline)
+        if (h_now_ms() > deadline)
             fail_msg("garbage: %u of %u done, conversation at %d/%d/%d lines after 60 s", g->done,
                      G_TOTAL, tk.sent[0], tk.sent[1], tk.sent[2]);
         /* a wave: up to G_WAVE live, refilled once it has all ended */
@@ -1032,7 +1023,7 @@ test_fault_garbage_10000_conversation_intact(void **state)
         }
         g_timers(f, g);
         for (int i = 0; i < G_WAVE; i++) /* drainers past their deadline */
-            if (g->c[i].state == G_DRAINING && g->c[i].due < mono_ms())
+            if (g->c[i].state == G_DRAINING && g->c[i].due < h_now_ms())
                 fail_msg("garbage: a half-closed client got no EOF within 5 s");
         talk_step(&tk, g->done, G_TOTAL);
         for (int i = 0; i < G_TALKERS; i++)
@@ -1150,7 +1141,7 @@ ch_run(struct fixture *f, struct churn *ch, struct pingpong *pp, unsigned until,
     while (ch->done < until) {
         int n;
 
-        if (mono_ms() > deadline)
+        if (h_now_ms() > deadline)
             fail_msg("churn: only %u of %u cycles in time", ch->done, until);
         for (int i = 0; i < CH_INFLIGHT && ch->started < until; i++)
             if (ch->state[i] == CH_FREE)
@@ -1167,10 +1158,10 @@ ch_run(struct fixture *f, struct churn *ch, struct pingpong *pp, unsigned until,
 static int
 settled_fds(struct fixture *f, int want, int slack)
 {
-    long deadline = mono_ms() + H_TIMEOUT_MS;
+    long deadline = h_now_ms() + H_TIMEOUT_MS;
     int n;
 
-    while ((n = h_fd_count(f->d.pid)) > want + slack && mono_ms() < deadline)
+    while ((n = h_fd_count(f->d.pid)) > want + slack && h_now_ms() < deadline)
         poll(NULL, 0, 10);
     return n;
 }
@@ -1192,11 +1183,11 @@ test_fault_churn_50000_fds_and_rss_return(void **state)
     fd_start = h_fd_count(f->d.pid);
     pingpong_start(f, &pp, 10, 0);
     rss_cold = h_rss_kib(f->d.pid);
-    ch_run(f, ch, &pp, CH_WARMUP, mono_ms() + 10000);
+    ch_run(f, ch, &pp, CH_WARMUP, h_now_ms() + 10000);
     fds0 = settled_fds(f, fd_start + 2, 0); /* the warm-up has been reaped */
     rss0 = h_rss_kib(f->d.pid);
     t0 = mono_s();
-    ch_run(f, ch, &pp, CH_WARMUP + CH_TOTAL, mono_ms() + 45000);
+    ch_run(f, ch, &pp, CH_WARMUP + CH_TOTAL, h_now_ms() + 45000);
     secs = mono_s() - t0;
     rss_peak = h_rss_kib(f->d.pid);
     pingpong_finish(&pp, rtt_limit(f, 1000));
@@ -1275,7 +1266,7 @@ sl_line(struct slowset *ss, struct slow *c, const char *line)
         c->welcome = true;
     if (strncmp(line, "*** idle timeout (", 18) == 0 && !c->idle) {
         c->idle = true;
-        c->t_idle = mono_ms();
+        c->t_idle = h_now_ms();
         ss->idle_told++;
     }
 }
@@ -1321,7 +1312,7 @@ sl_open(struct fixture *f, struct slowset *ss, bool dribble)
     memset(c, 0, sizeof(*c));
     c->fd = fd;
     c->dribble = dribble;
-    c->t_conn = mono_ms(); /* before the daemon can have accepted it */
+    c->t_conn = h_now_ms(); /* before the daemon can have accepted it */
     ep_set(f->ep, EPOLL_CTL_ADD, fd, EPOLLOUT, tag(1, (unsigned)i));
 }
 
@@ -1340,7 +1331,7 @@ sl_event(struct fixture *f, struct slowset *ss, int i, uint32_t ev)
         ep_set(f->ep, EPOLL_CTL_MOD, c->fd, EPOLLIN, tag(1, (unsigned)i));
         if (c->dribble) {
             /* spread the first bytes over one period */
-            c->due = mono_ms() + (long)(rng_next(&(uint64_t){ (uint64_t)i + 1 }) % SL_PERIOD_MS);
+            c->due = h_now_ms() + (long)(rng_next(&(uint64_t){ (uint64_t)i + 1 }) % SL_PERIOD_MS);
             sl_push(ss, i);
         }
         return;
@@ -1356,7 +1347,7 @@ static void
 sl_dribble(struct slowset *ss)
 {
     static const char text[] = "this line is sent one byte at a time and never ends ";
-    long now = mono_ms();
+    long now = h_now_ms();
 
     while (ss->qhead >= 0 && ss->c[ss->qhead].due <= now) {
         int i = ss->qhead;
@@ -1382,9 +1373,9 @@ sl_run(struct fixture *f, struct slowset *ss, struct pingpong *pp, long ms,
        bool (*done)(struct slowset *))
 {
     struct epoll_event ev[NEVENTS];
-    long end = mono_ms() + ms;
+    long end = h_now_ms() + ms;
 
-    while (mono_ms() < end && (done == NULL || !done(ss))) {
+    while (h_now_ms() < end && (done == NULL || !done(ss))) {
         int n = epoll_wait(f->ep, ev, NEVENTS, 2);
 
         for (int i = 0; i < n; i++)
@@ -1475,12 +1466,12 @@ test_fault_idle_timeout_clears_silent_keeps_dribblers(void **state)
 
     h_start(&f->d, chat_names, args);
     pingpong_start(f, &pp, 50, 0);
-    t0 = mono_ms();
+    t0 = h_now_ms();
     for (int i = 0; i < silent + dribblers; i++)
         sl_open(f, ss, i % 6 == 5);
     sl_run(f, ss, &pp, 5000, sl_silent_cleared);
     print_message("idle: %u of %d silent clients told and closed within %ld ms\n", ss->idle_told,
-                  silent, mono_ms() - t0);
+                  silent, h_now_ms() - t0);
     for (int i = 0; i < ss->n; i++) {
         struct slow *c = &ss->c[i];
         if (c->dribble) {
@@ -1564,7 +1555,7 @@ rf_gone(struct fixture *f, struct rf_recv *r, bool reset)
 static void
 rf_events(struct fixture *f, struct rf_recv *rs, long t0, unsigned *resets, unsigned *joins)
 {
-    long now = mono_ms() - t0;
+    long now = h_now_ms() - t0;
 
     for (int i = 0; i < RF_ALL; i++) {
         struct rf_recv *r = &rs[i];
@@ -1653,13 +1644,13 @@ test_fault_reset_mid_fanout_others_get_every_line(void **state)
         if (i - RF_RECV < RF_LEAVE)
             rs[i].leave_at = rs[i].act_at + 1 + rng_below(&rng, RF_SPAN / 2);
     }
-    t0 = mono_ms();
+    t0 = h_now_ms();
     deadline = t0 + 10000;
     while (sent < RF_LINES || !rf_done(rs)) {
-        long now = mono_ms() - t0;
+        long now = h_now_ms() - t0;
         int n;
 
-        if (mono_ms() > deadline)
+        if (h_now_ms() > deadline)
             fail_msg("fan-out: %d lines sent, not all delivered within 10 s", sent);
         /* the sender keeps pace with the clock: the lines span RF_SPAN ms */
         while (sent < RF_LINES && (long)sent * RF_SPAN <= now * RF_LINES) {
@@ -1807,14 +1798,14 @@ test_fault_emfile_flood_keeps_serving_no_spin(void **state)
     }
     pingpong_start(f, &pp, 20, 0);
     cpu0 = h_cpu_ms(f->d.pid);
-    t0 = mono_ms();
+    t0 = h_now_ms();
     deadline = t0 + 20000;
     while (e->started < EM_FLOOD || e->inflight > 0) {
         int n;
 
-        if (mono_ms() > deadline)
+        if (h_now_ms() > deadline)
             fail_msg("flood: %u started, %u unresolved after 20 s", e->started, e->inflight);
-        if (e->started < EM_FLOOD && e->inflight < EM_INFLIGHT && mono_ms() >= next) {
+        if (e->started < EM_FLOOD && e->inflight < EM_INFLIGHT && h_now_ms() >= next) {
             int fd = nb_connect(f->d.port[0]);
             if (fd < 0)
                 fail_msg("flood: connect: %s", strerror(-fd));
@@ -1822,7 +1813,7 @@ test_fault_emfile_flood_keeps_serving_no_spin(void **state)
             ep_set(f->ep, EPOLL_CTL_ADD, fd, EPOLLOUT, tag(1, e->started));
             e->started++;
             e->inflight++;
-            next = mono_ms() + EM_PACE_MS;
+            next = h_now_ms() + EM_PACE_MS;
         }
         n = epoll_wait(f->ep, ev, NEVENTS, 1);
         for (int i = 0; i < n; i++)
@@ -1830,7 +1821,7 @@ test_fault_emfile_flood_keeps_serving_no_spin(void **state)
                 em_event(f, e, (int)(uint32_t)ev[i].data.u64, ev[i].events);
         pingpong_step(&pp);
     }
-    wall = mono_ms() - t0;
+    wall = h_now_ms() - t0;
     cpu = h_cpu_ms(f->d.pid) - cpu0;
     print_message("flood: %d connects in %ld ms: %u admitted, %u shed, %u refused; daemon CPU "
                   "%ld ms (%.0f%%), %d fds\n",
@@ -1846,8 +1837,8 @@ test_fault_emfile_flood_keeps_serving_no_spin(void **state)
     for (int i = 0; i < EM_FLOOD; i++)
         if (e->c[i].state == EM_HELD)
             close(e->c[i].fd);
-    deadline = mono_ms() + H_TIMEOUT_MS;
-    while (late == NULL && mono_ms() < deadline) {
+    deadline = h_now_ms() + H_TIMEOUT_MS;
+    while (late == NULL && h_now_ms() < deadline) {
         int fd = h_try_connect(f->d.port[0]);
         struct pollfd p = { .fd = fd, .events = POLLIN };
         char buf[16];
@@ -2033,9 +2024,9 @@ test_fault_sigterm_heavy_traffic_all_told_prefix_exit_0(void **state)
         ep_set(f->ep, EPOLL_CTL_ADD, st->e[i].fd, EPOLLIN | EPOLLOUT | EPOLLET,
                tag(1, (unsigned)i));
     }
-    t0 = mono_ms();
+    t0 = h_now_ms();
     while (status < 0) {
-        long now = mono_ms();
+        long now = h_now_ms();
         int n;
 
         if (term_at == 0 && now - t0 >= 1000) {
@@ -2046,7 +2037,7 @@ test_fault_sigterm_heavy_traffic_all_told_prefix_exit_0(void **state)
                 owed_min = owed < owed_min ? owed : owed_min;
             }
             h_signal(&f->d, SIGTERM);
-            term_at = mono_ms();
+            term_at = h_now_ms();
             st->term = true;
         }
         if (term_at && now - term_at > (ST_TIMEOUT + 1) * 1000 + 500)
@@ -2081,7 +2072,7 @@ test_fault_sigterm_heavy_traffic_all_told_prefix_exit_0(void **state)
                 }
         }
         if (term_at && (status = h_wait_exit(&f->d, 0)) >= 0)
-            exit_ms = mono_ms() - term_at;
+            exit_ms = h_now_ms() - term_at;
     }
     print_message("sigterm: %llu MB in flight to %d echo clients (at least %llu KB each), "
                   "%d chat clients flooded with %d lines; exit %d after %ld ms\n",

@@ -64,23 +64,6 @@ setup(void **state)
     return 0;
 }
 
-static long
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int
-left_ms(long deadline)
-{
-    long n = deadline - mono_ms();
-
-    return n > 0 ? (int)n : 0;
-}
-
 /*
  * Wait for a process that is not our child (the --daemonize'd daemon) to
  * exit. A pidfd becomes readable when it exits, whoever reaps it, so this
@@ -299,12 +282,12 @@ spawn(struct h_daemon *d, const struct spawn *sp)
 static int
 wait_ready(struct h_daemon *d, int timeout_ms)
 {
-    long deadline = mono_ms() + timeout_ms;
+    long deadline = h_now_ms() + timeout_ms;
 
     while (h_wait_notify(d, "READY=1", 20) == NULL) {
         if (h_wait_exit(d, 0) >= 0)
             return h_wait_notify(d, "READY=1", 0) != NULL ? 0 : -1;
-        if (mono_ms() >= deadline) {
+        if (h_now_ms() >= deadline) {
             h_dump_log(d);
             fail_msg("pid %d sent no READY=1 within %d ms", (int)d->pid, timeout_ms);
         }
@@ -337,9 +320,9 @@ note_next(struct h_daemon *d, char *buf, size_t cap, long deadline)
         }
         if (errno != EAGAIN && errno != EINTR)
             fail_msg("notify socket: %s", strerror(errno));
-        if (mono_ms() >= deadline)
+        if (h_now_ms() >= deadline)
             return -1;
-        poll(&p, 1, left_ms(deadline));
+        poll(&p, 1, h_left_ms(deadline));
     }
 }
 
@@ -347,7 +330,7 @@ note_next(struct h_daemon *d, char *buf, size_t cap, long deadline)
 static bool
 note_expect(struct h_daemon *d, const char *needle, int timeout_ms)
 {
-    long deadline = mono_ms() + timeout_ms;
+    long deadline = h_now_ms() + timeout_ms;
     char buf[NOTE_MAX];
 
     while (note_next(d, buf, sizeof(buf), deadline) >= 0)
@@ -361,7 +344,7 @@ note_expect(struct h_daemon *d, const char *needle, int timeout_ms)
 static int
 note_count(struct h_daemon *d, const char *needle, int ms, char *last, size_t cap)
 {
-    long deadline = mono_ms() + ms;
+    long deadline = h_now_ms() + ms;
     char buf[NOTE_MAX];
     int count = 0;
 
@@ -642,10 +625,10 @@ find_tool(const char *name, char *out, size_t cap)
 static bool
 wait_listening(struct h_daemon *d, int p1, int p2)
 {
-    long deadline = mono_ms() + H_TIMEOUT_MS;
+    long deadline = h_now_ms() + H_TIMEOUT_MS;
 
     while (!pid_listens_on(d->pid, p1) || !pid_listens_on(d->pid, p2)) {
-        if (h_wait_exit(d, 0) >= 0 || mono_ms() >= deadline)
+        if (h_wait_exit(d, 0) >= 0 || h_now_ms() >= deadline)
             return false;
         poll(NULL, 0, 5);
     }
@@ -940,7 +923,7 @@ test_systemd_notify_abstract_socket_ready_and_stopping(void **state)
     char name[64];
     struct spawn sp = { .args = args, .abstract = name };
 
-    snprintf(name, sizeof(name), "echochat-systest-%d-%ld", (int)getpid(), mono_ms());
+    snprintf(name, sizeof(name), "echochat-systest-%d-%ld", (int)getpid(), h_now_ms());
     spawn_ready(&f->d, &sp);
     expect_chat(log_port(&f->d, "chat"));
     h_signal(&f->d, SIGTERM);
