@@ -10,11 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* 32-bit offsets keep it at 24 bytes (it is in every client and every chat
+ * line reader); a buf holds less than 4 GiB, far above --max-output (at most
+ * 1 GiB) and --max-line (at most 1 MiB). */
 struct buf {
     uint8_t *data; /* NULL while empty */
-    size_t off;    /* start of unread bytes in data */
-    size_t len;    /* unread bytes */
-    size_t cap;    /* bytes allocated */
+    uint32_t off;  /* start of unread bytes in data */
+    uint32_t len;  /* unread bytes */
+    uint32_t cap;  /* bytes allocated */
 };
 
 #define BUF_INIT                                                                                   \
@@ -26,9 +29,11 @@ void buf_init(struct buf *b);
 /* Free the storage; the buf is empty and reusable afterwards. */
 void buf_fini(struct buf *b);
 
-/* Append n bytes. Returns 0 or -ENOMEM (nothing appended then). */
+/* Append n bytes. Returns 0 or -ENOMEM (nothing appended then; also when
+ * the buf would pass UINT32_MAX bytes). */
 int buf_append(struct buf *b, const void *p, size_t n);
-/* Writable room for at least n bytes at the end, or NULL on ENOMEM.
+/* Writable room for at least n bytes at the end, or NULL on ENOMEM (as for
+ * buf_append).
  * buf_commit() then accounts for the bytes actually written. */
 uint8_t *buf_reserve(struct buf *b, size_t n);
 void buf_commit(struct buf *b, size_t n);

@@ -1,5 +1,8 @@
 /*
  * client: one accepted connection and the fd-indexed table that holds them.
+ * Clients live in a table indexed by file descriptor: the table is the
+ * client storage, and each slot also holds the protocol's per-client state
+ * (client_ops.data_size bytes, see client_data()).
  * This layer owns the socket I/O so that the protocols never see epoll or a
  * socket: it reads into a shared scratch buffer and hands the bytes to the
  * protocol's ops->read; it queues output, writes first and arms EPOLLOUT only
@@ -57,8 +60,11 @@ enum client_notice {
  */
 struct client_ops {
     const char *name; /* "chat", "echo": logs and statistics */
-    /* A new connection (not called for refused ones). Set up state with
-     * client_set_data() and greet. Returns 0, or -errno to close it. */
+    /* Bytes of zeroed per-client protocol state kept with the client;
+     * client_data() returns it. At most client_limits.data_max. */
+    size_t data_size;
+    /* A new connection (not called for refused ones). Set up the state in
+     * client_data() and greet. Returns 0, or -errno to close it. */
     int (*open)(struct client *c);
     /* Bytes arrived (never 0 bytes). Returns 0, or -errno to close it. */
     int (*read)(struct client *c, const uint8_t *p, size_t n);
@@ -73,7 +79,8 @@ struct client_ops {
      * line; echo adds nothing to the stream). May be called before open. */
     void (*notice)(struct client *c, enum client_notice what);
     /* The client is being freed (at the end of the iteration, after it was
-     * closed or finished). Release protocol state; output is no longer
+     * closed or finished). Release what the protocol state refers to (the
+     * state itself goes with the client); output is no longer
      * possible for this client, but sending to others is. */
     void (*close)(struct client *c);
 };
@@ -86,6 +93,7 @@ struct client_limits {
     size_t max_output;     /* bytes of unsent output (--max-output) */
     unsigned idle_timeout; /* s, 0 = off (--idle-timeout) */
     unsigned linger_ms;    /* a closing client with no progress this long is dropped */
+    size_t data_max;       /* the largest client_ops.data_size served */
 };
 
 /* Counters, for SIGUSR1. */
@@ -96,7 +104,8 @@ struct client_stats {
     uint64_t closed[CLIENT_WHY_COUNT];
 };
 
-/* Create a table for fds below maxfd on loop l. Returns 0 or -errno. */
+/* Create a table on loop l for descriptors up to about maxfd (a hint that
+ * sizes the chunk index; higher ones work too). Returns 0 or -errno. */
 int client_table_new(struct client_table **out, struct loop *l, int maxfd,
                      const struct client_limits *lim);
 /* Close every client at once (without notices) and free the table. */
@@ -115,7 +124,8 @@ void client_table_flush(struct client_table *t);
 struct client *client_table_get(const struct client_table *t, int fd);
 
 /* Adopt an accepted, non-blocking socket: register it, then ops->open(c).
- * ctx is the protocol's shared state (client_ctx()). If notice is >= 0 the
+ * ctx is the protocol's shared state (client_ctx()); a table keeps at most
+ * 8 distinct (ops, ctx) pairs, so that a client stores an index, not both. If notice is >= 0 the
  * client is refused instead: ops->notice(c, notice), then finished, and open
  * is never called. Returns the client (NULL if the fd could not be
  * registered: then fd has been closed). */
@@ -150,8 +160,12 @@ void client_finish(struct client *c, enum client_why why);
 /* True once close or finish was called. */
 bool client_closing(const struct client *c);
 
+/* The protocol's per-client state: ops->data_size bytes, zeroed when the
+ * client is created, aligned for pointers and 64-bit integers, valid until
+ * ops->close returns. NULL for a protocol with data_size 0. */
 void *client_data(const struct client *c);
-void client_set_data(struct client *c, void *data);
+/* The client whose client_data() is data. */
+struct client *client_of_data(void *data);
 void *client_ctx(const struct client *c);
 const struct client_ops *client_ops_of(const struct client *c);
 /* The loop's current time, ms (for rate limits: protocols see no loop). */

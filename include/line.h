@@ -11,7 +11,7 @@
  * them one at a time later: line_feed() accepts bytes, line_next() hands out
  * the oldest line. Storage exists only while something is queued or partial:
  * once line_next() has returned 0, or line_queued() has returned 0, with no
- * partial line, q holds no memory.
+ * partial line, q is NULL (the queue and its bytes are freed).
  * Leaf module: libc (and buf, telnet) only.
  */
 #ifndef ECHOCHAT_LINE_H
@@ -24,18 +24,26 @@
 #include "buf.h"
 #include "telnet.h"
 
-/* Embedded in every chat client: keep it within 64 bytes. q holds each
- * complete line as its bytes plus '\n', an overlong mark as a lone '\r',
- * then the bytes of the partial line. */
+/* The pending input: allocated when bytes arrive, freed when all are
+ * taken. b holds each complete line as its bytes plus '\n', an overlong mark
+ * as a lone '\r', then the bytes of the partial line. */
+struct line_queue {
+    struct buf b;     /* queued entries, then the partial line */
+    uint32_t partial; /* bytes of the partial line at the end of b */
+    uint32_t nlines;  /* complete entries (lines or overlong marks) not yet taken */
+};
+
+/* Embedded in every chat client, so an idle one is 16 bytes: the queue is
+ * elsewhere, and only while something is pending. */
 struct line_reader {
-    struct buf q;    /* queued entries, then the partial line */
-    size_t max;      /* longest line kept, in bytes, excluding the ending */
-    size_t partial;  /* bytes of the partial line at the end of q */
-    uint32_t nlines; /* complete entries (lines or overlong marks) not yet taken */
-    uint8_t flags;   /* CR seen, discarding an overlong line, front entry taken */
+    struct line_queue *q; /* NULL while nothing is queued or partial */
+    uint32_t max;         /* longest line kept, in bytes, excluding the ending */
+    uint8_t flags;        /* CR seen, discarding an overlong line, front entry taken */
     struct telnet telnet;
 };
 
+/* An empty reader keeping lines of up to max bytes (at most UINT32_MAX; a
+ * larger max is taken as UINT32_MAX, more than a buf can hold anyway). */
 void line_init(struct line_reader *lr, size_t max);
 void line_fini(struct line_reader *lr);
 

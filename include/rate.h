@@ -1,6 +1,6 @@
 /*
  * rate: a token bucket per client. `per_sec` tokens a second, holding at most
- * 5 x per_sec (the burst). The caller passes `now` in milliseconds, so the
+ * 5 x per_sec (the burst; capped, see struct rate). The caller passes `now` in milliseconds, so the
  * module has no clock and tests are exact. Leaf module: libc only.
  */
 #ifndef ECHOCHAT_RATE_H
@@ -12,14 +12,20 @@
 #define RATE_BURST 5
 
 /*
- * milli is 64-bit because a full bucket is RATE_BURST x per_sec x 1000
- * milli-tokens, which passes 2^32 above 858,993 lines/s (--rate-limit allows
- * 1,000,000). With a 64-bit milli the struct is 16 bytes anyway, so last
- * keeps the whole clock: no wraparound, and any gap, however long, refills.
+ * 8 bytes, since every chat user embeds one. Both fields are 32-bit:
+ * - milli saturates at UINT32_MAX, so the burst is capped at 4,294,967
+ *   lines (reached above 858,993 lines/s; --rate-limit allows 1,000,000):
+ *   the refill rate itself stays exact.
+ * - last keeps the low 32 bits of now_ms and the gap is taken modulo 2^32
+ *   (wrap-safe across the clock's 32-bit crossings). A gap of 5 s or more
+ *   fills the bucket; only a gap within 5 s after a multiple of 2^32 ms
+ *   (49.7 days) looks short and refills less, which at worst delays a
+ *   user's next burst of lines. A clock stepping back (callers pass a
+ *   monotonic one) looks like a long gap and fills the bucket.
  */
 struct rate {
-    uint64_t milli; /* tokens x 1000: per_sec milli-tokens accrue per ms, exactly */
-    uint64_t last;  /* now_ms of the last refill */
+    uint32_t milli; /* tokens x 1000: per_sec milli-tokens accrue per ms, exactly */
+    uint32_t last;  /* now_ms of the last refill, modulo 2^32 */
 };
 
 /* A full bucket at now_ms. */

@@ -7,6 +7,7 @@
  * storage is freed: an idle client costs the struct and nothing else.
  * Leaf module: libc only.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,31 +41,34 @@ buf_fini(struct buf *b)
 static int
 buf_make_room(struct buf *b, size_t n)
 {
-    size_t need, cap;
+    uint64_t need, cap;
     uint8_t *p;
 
-    if (b->cap - b->off - b->len >= n)
+    /* every size below stays within uint32_t: off + len <= cap < 2^32 */
+    if (n > UINT32_MAX - b->len)
+        return -ENOMEM;
+    if ((size_t)b->cap - b->off - b->len >= n)
         return 0;
-    if (b->off > 0 && b->off >= b->len && b->cap - b->len >= n) {
+    if (b->off > 0 && b->off >= b->len && (size_t)b->cap - b->len >= n) {
         memmove(b->data, b->data + b->off, b->len);
         b->off = 0;
         return 0;
     }
-    if (n > SIZE_MAX - b->len)
-        return -ENOMEM;
-    need = b->len + n;
-    cap = b->cap ? (b->cap > SIZE_MAX / 2 ? need : b->cap * 2) : BUF_MIN_CAP;
+    need = (uint64_t)b->len + n;
+    cap = b->cap ? (uint64_t)b->cap * 2 : BUF_MIN_CAP;
     while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+        cap *= 2;
+    if (cap > UINT32_MAX)
+        cap = need; /* <= UINT32_MAX, checked above */
     /* realloc would copy the dead head too: allocate and copy the live part */
-    if ((p = malloc(cap)) == NULL)
+    if ((p = malloc((size_t)cap)) == NULL)
         return -ENOMEM;
     if (b->len)
         memcpy(p, b->data + b->off, b->len);
     free(b->data);
     b->data = p;
     b->off = 0;
-    b->cap = cap;
+    b->cap = (uint32_t)cap;
     return 0;
 }
 
@@ -78,7 +82,7 @@ buf_append(struct buf *b, const void *p, size_t n)
     if ((rc = buf_make_room(b, n)) < 0)
         return rc;
     memcpy(b->data + b->off + b->len, p, n);
-    b->len += n;
+    b->len += (uint32_t)n; /* buf_make_room checked len + n */
     return 0;
 }
 
@@ -95,7 +99,8 @@ buf_reserve(struct buf *b, size_t n)
 void
 buf_commit(struct buf *b, size_t n)
 {
-    b->len += n;
+    assert(n <= (size_t)b->cap - b->off - b->len); /* at most what was reserved */
+    b->len += (uint32_t)n;
     if (b->len == 0)
         buf_fini(b); /* reserve with nothing written must not leak an idle block */
 }
@@ -107,6 +112,6 @@ buf_consume(struct buf *b, size_t n)
         buf_fini(b);
         return;
     }
-    b->off += n;
-    b->len -= n;
+    b->off += (uint32_t)n; /* n < len */
+    b->len -= (uint32_t)n;
 }

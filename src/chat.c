@@ -54,12 +54,14 @@ struct chat {
 
 /*
  * One chat user: small on purpose (an idle user costs this struct and
- * nothing else). The nick lives in a fixed array inside the table node and
- * the line reader owns heap storage only while bytes are pending.
+ * nothing else). It is the client's protocol state (chat_ops.data_size), so
+ * it lives in the client's slot: no allocation of its own, and its client is
+ * client_of_data(u). The nick lives in a fixed array inside the table node
+ * (an empty name: open failed, the user is not set up) and the line reader
+ * owns heap storage only while bytes are pending.
  */
 struct chat_user {
     struct chat_nick nick;
-    struct client *c;
     struct room *room; /* NULL once it has left (/quit) */
     uint32_t slot;     /* index in room->members */
     bool eof;          /* the peer sent FIN: finish once the queue is done */
@@ -67,6 +69,21 @@ struct chat_user {
     struct rate rate;
     struct line_reader lr;
 };
+
+static struct client *
+chat_client(struct chat_user *u)
+{
+    return client_of_data(u);
+}
+
+/* c's user, or NULL while it is not set up (refused, or open failed). */
+static struct chat_user *
+chat_user_of(struct client *c)
+{
+    struct chat_user *u = client_data(c);
+
+    return u->nick.name[0] != '\0' ? u : NULL;
+}
 
 static struct chat_user *
 chat_user_of_nick(struct chat_nick *n)
@@ -334,9 +351,9 @@ chat_room_send(struct room *r, struct chat_user *except, const char *p, size_t n
     for (size_t i = 0; i < r->nmembers; i++) {
         struct chat_user *m = r->members[i];
 
-        if (m == except || client_closing(m->c))
+        if (m == except || client_closing(chat_client(m)))
             continue;
-        chat_send(m->c, p, n);
+        chat_send(chat_client(m), p, n);
         sent++;
     }
     return sent;
@@ -371,7 +388,7 @@ chat_enter(struct chat *ch, struct chat_user *u, const char *name)
     for (size_t i = 0; i < r->hist_len; i++) {
         const struct room_line *l = room_history_at(r, i);
 
-        chat_send(u->c, l->text, l->len);
+        chat_send(chat_client(u), l->text, l->len);
     }
     if (chat_announces(ch, r)) {
         n = chat_fmt_notice(ch, "%s joined %s", u->nick.name, r->name);
@@ -451,24 +468,24 @@ chat_cmd_nick(struct chat *ch, struct chat_user *u, const char *arg, size_t n)
     size_t k;
 
     if (!chat_take_name(arg, n, name)) {
-        chat_notice(ch, u->c, "invalid nick: use 1-%d of A-Z a-z 0-9 _ -", TEXT_NAME_MAX);
+        chat_notice(ch, chat_client(u), "invalid nick: use 1-%d of A-Z a-z 0-9 _ -", TEXT_NAME_MAX);
         return;
     }
     if (strcmp(name, u->nick.name) == 0) {
-        chat_notice(ch, u->c, "you are already %s", name);
+        chat_notice(ch, chat_client(u), "you are already %s", name);
         return;
     }
     /* taken by someone else; changing the case of one's own nick is fine */
     if ((other = chat_nicks_find(&ch->nicks, name)) != NULL && other != &u->nick) {
-        chat_notice(ch, u->c, "nick %s is taken", other->name);
+        chat_notice(ch, chat_client(u), "nick %s is taken", other->name);
         return;
     }
     memcpy(old, u->nick.name, sizeof old);
     chat_nicks_remove(&ch->nicks, &u->nick);
     memcpy(u->nick.name, name, sizeof name);
     chat_nicks_add(&ch->nicks, &u->nick);
-    log_info("%s: nick %s is now %s", client_name(u->c, who, sizeof who), old, name);
-    chat_notice(ch, u->c, "you are now known as %s", name);
+    log_info("%s: nick %s is now %s", client_name(chat_client(u), who, sizeof who), old, name);
+    chat_notice(ch, chat_client(u), "you are now known as %s", name);
     if (u->room != NULL && chat_announces(ch, u->room)) {
         k = chat_fmt_notice(ch, "%s is now known as %s", old, name);
         chat_room_send(u->room, u, ch->line, k);
@@ -520,7 +537,7 @@ static void
 chat_cmd_who(struct chat *ch, struct chat_user *u, const char *arg, size_t n)
 {
     struct room *r = u->room;
-    struct chat_list l = { ch, u->c, 0, " ", true };
+    struct chat_list l = { ch, chat_client(u), 0, " ", true };
 
     (void)arg;
     (void)n;
@@ -547,7 +564,7 @@ chat_room_cmp(const void *a, const void *b)
 static void
 chat_cmd_rooms(struct chat *ch, struct chat_user *u, const char *arg, size_t n)
 {
-    struct chat_list l = { ch, u->c, 0, ", ", true };
+    struct chat_list l = { ch, chat_client(u), 0, ", ", true };
     struct room **v = xmalloc((ch->rooms.nrooms + 1) * sizeof *v);
     size_t nv = 0;
     char item[TEXT_NAME_MAX + 32];
@@ -585,16 +602,16 @@ chat_cmd_msg(struct chat *ch, struct chat_user *u, const char *arg, size_t n)
 
     chat_split_word(arg, n, &word, &wn, &text, &tn);
     if (tn == 0) {
-        chat_notice(ch, u->c, "usage: /msg NICK TEXT");
+        chat_notice(ch, chat_client(u), "usage: /msg NICK TEXT");
         return;
     }
     if (chat_take_name(word, wn, name))
         to = chat_nicks_find(&ch->nicks, name);
-    if (to == NULL || client_closing(chat_user_of_nick(to)->c)) {
+    if (to == NULL || client_closing(chat_client(chat_user_of_nick(to)))) {
         if (text_is_name(word, wn))
-            chat_notice(ch, u->c, "no such nick: %s", name);
+            chat_notice(ch, chat_client(u), "no such nick: %s", name);
         else
-            chat_notice(ch, u->c, "no such nick");
+            chat_notice(ch, chat_client(u), "no such nick");
         return;
     }
     t = chat_user_of_nick(to);
@@ -603,12 +620,12 @@ chat_cmd_msg(struct chat *ch, struct chat_user *u, const char *arg, size_t n)
     k = chat_prefix(ch->line, CHAT_FORM_PRIVATE, u->nick.name);
     memcpy(ch->line + k, ch->text, tn);
     memcpy(ch->line + k + tn, "\r\n", 2);
-    chat_send(t->c, ch->line, k + tn + 2);
+    chat_send(chat_client(t), ch->line, k + tn + 2);
     ch->relayed++;
     k = chat_prefix(ch->line, CHAT_FORM_PRIVATE_SENT, t->nick.name);
     memcpy(ch->line + k, ch->text, tn);
     memcpy(ch->line + k + tn, "\r\n", 2);
-    chat_send(u->c, ch->line, k + tn + 2);
+    chat_send(chat_client(u), ch->line, k + tn + 2);
 }
 
 static void
@@ -620,11 +637,12 @@ chat_cmd_join(struct chat *ch, struct chat_user *u, const char *arg, size_t n)
     int rc;
 
     if (!chat_take_name(arg, n, name)) {
-        chat_notice(ch, u->c, "invalid room name: use 1-%d of A-Z a-z 0-9 _ -", TEXT_NAME_MAX);
+        chat_notice(ch, chat_client(u), "invalid room name: use 1-%d of A-Z a-z 0-9 _ -",
+                    TEXT_NAME_MAX);
         return;
     }
     if (u->room != NULL && text_name_eq(u->room->name, name)) {
-        chat_notice(ch, u->c, "you are already in %s", u->room->name);
+        chat_notice(ch, chat_client(u), "you are already in %s", u->room->name);
         return;
     }
     if (u->room != NULL) {
@@ -633,12 +651,13 @@ chat_cmd_join(struct chat *ch, struct chat_user *u, const char *arg, size_t n)
     }
     /* an existing room keeps the spelling of whoever created it */
     r = room_find(&ch->rooms, name);
-    chat_notice(ch, u->c, "you joined %s", r != NULL ? r->name : name);
+    chat_notice(ch, chat_client(u), "you joined %s", r != NULL ? r->name : name);
     if ((rc = chat_enter(ch, u, name)) < 0) {
         char who[CLIENT_NAME_MAX];
 
-        log_err("%s: cannot join %s: %s", client_name(u->c, who, sizeof who), name, strerror(-rc));
-        client_close(u->c, CLIENT_WHY_ERROR);
+        log_err("%s: cannot join %s: %s", client_name(chat_client(u), who, sizeof who), name,
+                strerror(-rc));
+        client_close(chat_client(u), CLIENT_WHY_ERROR);
     }
 }
 
@@ -647,7 +666,7 @@ chat_cmd_quit(struct chat *ch, struct chat_user *u, const char *arg, size_t n)
 {
     size_t k = 0, tn;
 
-    chat_notice(ch, u->c, "goodbye");
+    chat_notice(ch, chat_client(u), "goodbye");
     if (u->room != NULL) {
         tn = text_sanitize((const uint8_t *)arg, n, ch->text);
         if (tn > 0)
@@ -657,7 +676,7 @@ chat_cmd_quit(struct chat *ch, struct chat_user *u, const char *arg, size_t n)
         chat_leave(ch, u, ch->line, k);
     }
     log_debug("chat: %s quit", u->nick.name);
-    client_finish(u->c, CLIENT_WHY_BYE);
+    client_finish(chat_client(u), CLIENT_WHY_BYE);
 }
 
 static const struct chat_cmd chat_cmds[] = {
@@ -677,11 +696,11 @@ chat_cmd_help(struct chat *ch, struct chat_user *u, const char *arg, size_t n)
 {
     (void)arg;
     (void)n;
-    chat_notice(ch, u->c, "commands:");
+    chat_notice(ch, chat_client(u), "commands:");
     for (size_t i = 0; i < chat_ncmds; i++)
-        chat_notice(ch, u->c, "  %-16s %s", chat_cmds[i].usage, chat_cmds[i].help);
-    chat_notice(ch, u->c, "  %-16s %s", "//text", "send a message that starts with /");
-    chat_notice(ch, u->c, "anything else is a message to your room");
+        chat_notice(ch, chat_client(u), "  %-16s %s", chat_cmds[i].usage, chat_cmds[i].help);
+    chat_notice(ch, chat_client(u), "  %-16s %s", "//text", "send a message that starts with /");
+    chat_notice(ch, chat_client(u), "anything else is a message to your room");
 }
 
 static void
@@ -696,11 +715,11 @@ chat_command(struct chat *ch, struct chat_user *u, const struct chat_parsed *p)
             cmd = &chat_cmds[i];
     if (cmd == NULL) {
         tn = text_sanitize((const uint8_t *)p->name, p->name_len, ch->text);
-        chat_notice(ch, u->c, "unknown command /%.*s (try /help)", (int)tn, ch->text);
+        chat_notice(ch, chat_client(u), "unknown command /%.*s (try /help)", (int)tn, ch->text);
         return;
     }
     if (cmd->need_arg && p->arg_len == 0) {
-        chat_notice(ch, u->c, "usage: %s", cmd->usage);
+        chat_notice(ch, chat_client(u), "usage: %s", cmd->usage);
         return;
     }
     cmd->fn(ch, u, p->arg, p->arg_len);
@@ -716,7 +735,7 @@ chat_line(struct chat *ch, struct chat_user *u, const char *line, size_t len)
 
     if (chat_parse(line, len, &p) == CHAT_EMPTY)
         return;
-    (void)rate_take(&u->rate, ch->cfg.rate_limit, client_now(u->c));
+    (void)rate_take(&u->rate, ch->cfg.rate_limit, client_now(chat_client(u)));
     ch->lines++;
     if (p.kind == CHAT_TEXT)
         chat_relay(ch, u, CHAT_FORM_SAY, p.arg, p.arg_len);
@@ -736,7 +755,7 @@ chat_line(struct chat *ch, struct chat_user *u, const char *line, size_t len)
 static void
 chat_process(struct chat *ch, struct chat_user *u)
 {
-    struct client *c = u->c;
+    struct client *c = chat_client(u);
     const uint8_t *line;
     size_t len;
     uint64_t now, wait;
@@ -782,22 +801,19 @@ static int
 chat_open(struct client *c)
 {
     struct chat *ch = client_ctx(c);
-    struct chat_user *u = xcalloc(1, sizeof *u);
+    struct chat_user *u = client_data(c);
     int rc;
 
-    u->c = c;
     line_init(&u->lr, ch->cfg.max_line);
     rate_init(&u->rate, ch->cfg.rate_limit, client_now(c));
     chat_guest_nick(ch, u->nick.name);
     chat_nicks_add(&ch->nicks, &u->nick);
-    client_set_data(c, u);
     chat_notice(ch, c, "welcome to echochat, you are %s in %s; type /help for commands",
                 u->nick.name, CHAT_LOBBY);
     if ((rc = chat_enter(ch, u, CHAT_LOBBY)) < 0) {
-        client_set_data(c, NULL);
         chat_nicks_remove(&ch->nicks, &u->nick);
         line_fini(&u->lr);
-        free(u);
+        u->nick.name[0] = '\0'; /* not set up: chat_close has nothing to undo */
     }
     return rc;
 }
@@ -805,7 +821,7 @@ chat_open(struct client *c)
 static int
 chat_read(struct client *c, const uint8_t *p, size_t n)
 {
-    struct chat_user *u = client_data(c);
+    struct chat_user *u = chat_user_of(c);
     int rc;
 
     if (u == NULL || client_closing(c))
@@ -819,7 +835,7 @@ chat_read(struct client *c, const uint8_t *p, size_t n)
 static void
 chat_eof(struct client *c)
 {
-    struct chat_user *u = client_data(c);
+    struct chat_user *u = chat_user_of(c);
 
     if (u == NULL || client_closing(c))
         return;
@@ -839,7 +855,7 @@ chat_drain(struct client *c)
 static void
 chat_wake(struct client *c)
 {
-    struct chat_user *u = client_data(c);
+    struct chat_user *u = chat_user_of(c);
 
     if (u != NULL && !client_closing(c))
         chat_process(client_ctx(c), u);
@@ -849,7 +865,7 @@ static void
 chat_on_notice(struct client *c, enum client_notice what)
 {
     struct chat *ch = client_ctx(c);
-    struct chat_user *u = client_data(c);
+    struct chat_user *u = chat_user_of(c);
 
     switch (what) {
     case CLIENT_NOTICE_SHUTDOWN:
@@ -879,7 +895,7 @@ static void
 chat_close(struct client *c)
 {
     struct chat *ch = client_ctx(c);
-    struct chat_user *u = client_data(c);
+    struct chat_user *u = chat_user_of(c);
     size_t k;
 
     if (u == NULL)
@@ -893,12 +909,12 @@ chat_close(struct client *c)
     }
     chat_nicks_remove(&ch->nicks, &u->nick);
     line_fini(&u->lr);
-    client_set_data(c, NULL);
-    free(u);
+    u->nick.name[0] = '\0';
 }
 
 const struct client_ops chat_ops = {
     .name = "chat",
+    .data_size = sizeof(struct chat_user),
     .open = chat_open,
     .read = chat_read,
     .eof = chat_eof,

@@ -20,7 +20,17 @@
  * - Time: the idle list and the linger list are kept in last-activity order,
  *   so the oldest entry is the next to expire and one loop timer per list
  *   serves every client: no per-wakeup scan.
+ * - Memory: clients live in a table indexed by file descriptor, and the
+ *   table IS the client storage. A slot holds the struct client followed by
+ *   the protocol's per-client state (data_max bytes), so a connection costs
+ *   one slot: no malloc header and padding per client, no second allocation
+ *   for the protocol, no array of pointers to find it. Slots come in chunks
+ *   of CLIENT_CHUNK, allocated on first use and never moved (client pointers
+ *   stay valid; the loop holds them) nor freed before the table: after a
+ *   burst of connections the RSS stays at the peak number of descriptors,
+ *   which a later burst reuses. A free slot is all zeros (no CL_USED).
  */
+#include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -33,7 +43,11 @@
 #include "log.h"
 #include "util.h"
 
-#define CLIENT_SCRATCH (64 * 1024)
+#define CLIENT_SCRATCH   (64 * 1024)
+#define CLIENT_CHUNK     256 /* slots per chunk */
+#define CLIENT_ALIGN     8   /* of the protocol state after the struct client */
+#define CLIENT_ROUND(n)  (((n) + CLIENT_ALIGN - 1) & ~(size_t)(CLIENT_ALIGN - 1))
+#define CLIENT_PROTO_MAX 8 /* distinct (ops, ctx) pairs per table */
 
 enum {
     CL_OPENED = 1u << 0,    /* ops->open ran: ops->close and the hook are owed */
@@ -44,7 +58,8 @@ enum {
     CL_WR_SHUT = 1u << 5,   /* our FIN is sent: lingering for theirs */
     CL_DIRTY = 1u << 6,     /* on the flush queue */
     CL_WANT_OUT = 1u << 7,  /* the kernel refused output: EPOLLOUT armed */
-    CL_LISTED = 1u << 8     /* on the idle or the linger list */
+    CL_LISTED = 1u << 8,    /* on the idle or the linger list */
+    CL_USED = 1u << 9       /* the slot holds a client (a free slot is zeros) */
 };
 
 struct client_list {
@@ -52,31 +67,45 @@ struct client_list {
     struct client *tail;
 };
 
-/* Kept small on purpose: ten thousand idle clients are ten thousand of these
- * and nothing else (the buffers are empty, hence unallocated). */
+/*
+ * Kept small on purpose (88 bytes): ten thousand idle clients are ten
+ * thousand slots of these plus protocol state, and nothing else (the buffers
+ * are empty, hence unallocated). Hence the packing: the lists link clients
+ * by descriptor (fd + 1, 0 for none) rather than by pointer, the protocol
+ * and its ctx are an index into the table's few pairs, and the time of the
+ * last activity is 48 bits of milliseconds since the table was created
+ * (8,900 years: it never wraps, even for a year-long --idle-timeout).
+ */
 struct client {
+    struct client_table *tab;
+    struct loop_timer *wake; /* allocated by the first client_wake_at */
+    struct buf out;
     int fd;
+    uint32_t prev, next; /* idle or linger list; next: reap list */
+    uint32_t qnext;      /* flush queue */
+    uint32_t active;     /* ms of the last activity since t->epoch, low bits */
+    uint16_t active_hi;  /* and high bits */
     uint16_t flags;
+    uint16_t port;
+    uint16_t err;   /* errno of the failure that closed it, for the log */
     uint8_t why;    /* enum client_why, once closing or finishing */
     uint8_t family; /* AF_INET or AF_INET6 */
-    uint16_t port;
-    uint16_t err; /* errno of the failure that closed it, for the log */
+    uint8_t proto;  /* its ops and ctx: t->protos[proto] */
     uint8_t addr[16];
-    const struct client_ops *ops;
-    void *ctx;
-    void *data;
-    struct client_table *tab;
-    struct buf out;
-    struct client *prev, *next; /* idle or linger list; next: reap list */
-    struct client *qnext;       /* flush queue */
-    uint64_t active;            /* ms of the last activity */
-    struct loop_timer *wake;    /* allocated by the first client_wake_at */
 };
+_Static_assert(sizeof(struct client) <= 88, "struct client grew: every connection pays for it");
 
 struct client_table {
     struct loop *loop;
-    struct client **byfd;
-    size_t nbyfd;
+    uint64_t epoch; /* loop time at creation: client times count from it */
+    struct {
+        const struct client_ops *ops;
+        void *ctx;
+    } protos[CLIENT_PROTO_MAX]; /* the protocols served, found by index */
+    size_t nprotos;
+    uint8_t **chunks; /* chunks[fd / CLIENT_CHUNK]: NULL until first used */
+    size_t nchunks;
+    size_t stride; /* bytes per slot: the client, then data_max of state */
     size_t count;
     struct client_limits lim;
     struct client_list idle;   /* open clients, when --idle-timeout is set */
@@ -108,29 +137,78 @@ client_why_str(enum client_why why)
     return (unsigned)why < CLIENT_WHY_COUNT ? client_whys[why] : "?";
 }
 
+/* --- slots, links and times --------------------------------------------- */
+
+/* The slot of fd, used or not; NULL when its chunk does not exist. */
+static struct client *
+client_slot(const struct client_table *t, size_t fd)
+{
+    uint8_t *chunk = fd / CLIENT_CHUNK < t->nchunks ? t->chunks[fd / CLIENT_CHUNK] : NULL;
+
+    return chunk ? (struct client *)(chunk + fd % CLIENT_CHUNK * t->stride) : NULL;
+}
+
+/* A link to c (0: none), and back. */
+static uint32_t
+client_ref(const struct client *c)
+{
+    return c ? (uint32_t)c->fd + 1 : 0;
+}
+
+static struct client *
+client_at(const struct client_table *t, uint32_t ref)
+{
+    return ref ? client_slot(t, ref - 1) : NULL;
+}
+
+static const struct client_ops *
+client_ops(const struct client *c)
+{
+    return c->tab->protos[c->proto].ops;
+}
+
+static void
+client_stamp(struct client *c)
+{
+    uint64_t ms = loop_now(c->tab->loop) - c->tab->epoch;
+
+    c->active = (uint32_t)ms;
+    c->active_hi = (uint16_t)(ms >> 32);
+}
+
+/* The loop time of c's last activity. */
+static uint64_t
+client_active(const struct client *c)
+{
+    return c->tab->epoch + ((uint64_t)c->active_hi << 32 | c->active);
+}
+
 /* --- the idle and linger lists ------------------------------------------- */
 
 static void
 list_unlink(struct client_list *l, struct client *c)
 {
-    if (c->prev)
-        c->prev->next = c->next;
+    struct client *prev = client_at(c->tab, c->prev);
+    struct client *next = client_at(c->tab, c->next);
+
+    if (prev)
+        prev->next = c->next;
     else
-        l->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+        l->head = next;
+    if (next)
+        next->prev = c->prev;
     else
-        l->tail = c->prev;
-    c->prev = c->next = NULL;
+        l->tail = prev;
+    c->prev = c->next = 0;
 }
 
 static void
 list_append(struct client_list *l, struct client *c)
 {
-    c->next = NULL;
-    c->prev = l->tail;
+    c->next = 0;
+    c->prev = client_ref(l->tail);
     if (l->tail)
-        l->tail->next = c;
+        l->tail->next = client_ref(c);
     else
         l->head = c;
     l->tail = c;
@@ -155,7 +233,7 @@ client_list_arm(struct client_table *t, struct client_list *l)
 
     /* lazily: an early expiry just re-arms for the head of the moment */
     if (l->head && !loop_timer_armed(tm))
-        loop_timer_set(t->loop, tm, l->head->active + client_list_ttl(t, l));
+        loop_timer_set(t->loop, tm, client_active(l->head) + client_list_ttl(t, l));
 }
 
 static void
@@ -171,9 +249,7 @@ client_unlist(struct client *c)
 static void
 client_touch(struct client *c)
 {
-    struct client_table *t = c->tab;
-
-    c->active = loop_now(t->loop);
+    client_stamp(c);
     if (c->flags & CL_LISTED) {
         struct client_list *l = client_list_of(c);
         if (l->tail != c) {
@@ -191,7 +267,7 @@ client_list_put(struct client *c)
 
     if (l == &t->idle && t->lim.idle_timeout == 0)
         return; /* no idle timeout: no list to keep */
-    c->active = loop_now(t->loop);
+    client_stamp(c);
     list_append(l, c);
     c->flags |= CL_LISTED;
     client_list_arm(t, l);
@@ -224,7 +300,7 @@ client_mark_dirty(struct client *c)
     if (c->flags & CL_DIRTY)
         return;
     c->flags |= CL_DIRTY;
-    c->qnext = c->tab->dirty;
+    c->qnext = client_ref(c->tab->dirty);
     c->tab->dirty = c;
 }
 
@@ -282,8 +358,8 @@ client_flush(struct client *c)
     if (progress && (c->flags & CL_FINISHING))
         client_touch(c);
     if (progress && (c->flags & CL_PAUSED) && buf_len(&c->out) <= t->lim.max_output / 2 &&
-        c->ops->drain && !(c->flags & CL_CLOSING))
-        c->ops->drain(c);
+        client_ops(c)->drain && !(c->flags & CL_CLOSING))
+        client_ops(c)->drain(c);
     if ((c->flags & (CL_FINISHING | CL_CLOSING)) == CL_FINISHING && buf_empty(&c->out))
         client_shut(c);
 }
@@ -305,14 +381,14 @@ client_read(struct client *c)
         if (c->flags & CL_WR_SHUT)
             client_close(c, (enum client_why)c->why);
         else if (!(c->flags & CL_FINISHING))
-            c->ops->eof(c);
+            client_ops(c)->eof(c);
         return;
     }
     t->st.bytes_in += (uint64_t)n;
     client_touch(c);
     if (c->flags & CL_FINISHING)
         return; /* closing: input is read only so that close sends no RST */
-    int rc = c->ops->read(c, t->scratch, (size_t)n);
+    int rc = client_ops(c)->read(c, t->scratch, (size_t)n);
     if (rc < 0 && !(c->flags & CL_CLOSING)) {
         c->err = (uint16_t)-rc;
         client_close(c, CLIENT_WHY_PROTOCOL);
@@ -357,7 +433,7 @@ client_on_idle(struct loop *l, struct loop_timer *tm, void *arg)
     struct client *c;
 
     (void)tm;
-    while ((c = t->idle.head) != NULL && c->active + ttl <= loop_now(l)) {
+    while ((c = t->idle.head) != NULL && client_active(c) + ttl <= loop_now(l)) {
         char name[CLIENT_NAME_MAX];
         if (c->flags & CL_PAUSED) {
             /* paused reading (rate limit, backpressure): it has sent what
@@ -366,8 +442,8 @@ client_on_idle(struct loop *l, struct loop_timer *tm, void *arg)
             continue;
         }
         log_info("%s: idle for %u s", client_name(c, name, sizeof(name)), t->lim.idle_timeout);
-        if (c->ops->notice)
-            c->ops->notice(c, CLIENT_NOTICE_IDLE);
+        if (client_ops(c)->notice)
+            client_ops(c)->notice(c, CLIENT_NOTICE_IDLE);
         client_finish(c, CLIENT_WHY_IDLE); /* moves it off the idle list */
     }
     client_list_arm(t, &t->idle);
@@ -380,7 +456,7 @@ client_on_linger(struct loop *l, struct loop_timer *tm, void *arg)
     struct client *c;
 
     (void)tm;
-    while ((c = t->linger.head) != NULL && c->active + t->lim.linger_ms <= loop_now(l))
+    while ((c = t->linger.head) != NULL && client_active(c) + t->lim.linger_ms <= loop_now(l))
         client_close(c, c->why == CLIENT_WHY_BYE ? CLIENT_WHY_LINGER : (enum client_why)c->why);
     client_list_arm(t, &t->linger);
 }
@@ -392,8 +468,8 @@ client_on_wake(struct loop *l, struct loop_timer *tm, void *arg)
 
     (void)l;
     (void)tm;
-    if (!(c->flags & CL_CLOSING) && c->ops->wake)
-        c->ops->wake(c);
+    if (!(c->flags & CL_CLOSING) && client_ops(c)->wake)
+        client_ops(c)->wake(c);
 }
 
 void
@@ -415,9 +491,11 @@ client_table_new(struct client_table **out, struct loop *l, int maxfd,
     struct client_table *t = xcalloc(1, sizeof(*t));
 
     t->loop = l;
+    t->epoch = loop_now(l);
     t->lim = *lim;
-    t->nbyfd = maxfd > 0 ? (size_t)maxfd : 1024;
-    t->byfd = xcalloc(t->nbyfd, sizeof(*t->byfd));
+    t->stride = CLIENT_ROUND(CLIENT_ROUND(sizeof(struct client)) + lim->data_max);
+    t->nchunks = ((maxfd > 0 ? (size_t)maxfd : 1024) + CLIENT_CHUNK - 1) / CLIENT_CHUNK;
+    t->chunks = xcalloc(t->nchunks, sizeof(*t->chunks));
     loop_timer_init(&t->idle_timer, client_on_idle, t);
     loop_timer_init(&t->linger_timer, client_on_linger, t);
     *out = t;
@@ -446,16 +524,20 @@ client_table_stats(const struct client_table *t)
 struct client *
 client_table_get(const struct client_table *t, int fd)
 {
-    return fd >= 0 && (size_t)fd < t->nbyfd ? t->byfd[fd] : NULL;
+    struct client *c = fd >= 0 ? client_slot(t, (size_t)fd) : NULL;
+
+    return c && (c->flags & CL_USED) ? c : NULL;
 }
 
 void
 client_table_each(struct client_table *t, void (*fn)(struct client *c, void *arg), void *arg)
 {
-    for (size_t i = 0; i < t->nbyfd; i++) {
-        struct client *c = t->byfd[i];
-        if (c && !(c->flags & CL_CLOSING))
-            fn(c, arg);
+    for (size_t i = 0; i < t->nchunks; i++) {
+        for (size_t j = 0; t->chunks[i] && j < CLIENT_CHUNK; j++) {
+            struct client *c = (struct client *)(t->chunks[i] + j * t->stride);
+            if ((c->flags & (CL_USED | CL_CLOSING)) == CL_USED)
+                fn(c, arg);
+        }
     }
 }
 
@@ -491,8 +573,8 @@ client_free(struct client *c)
     struct client_table *t = c->tab;
 
     if (c->flags & CL_OPENED) {
-        if (c->ops->close)
-            c->ops->close(c);
+        if (client_ops(c)->close)
+            client_ops(c)->close(c);
         if (t->hook)
             t->hook(c, false, t->hookarg);
     }
@@ -503,16 +585,15 @@ client_free(struct client *c)
         free(c->wake);
     }
     close(c->fd);
-    t->byfd[c->fd] = NULL;
     t->count--;
     buf_fini(&c->out);
-    free(c);
+    memset(c, 0, t->stride); /* a free slot, and zeroed state for the next */
 }
 
 static void
 client_reap_later(struct client *c)
 {
-    c->next = c->tab->reap;
+    c->next = client_ref(c->tab->reap);
     c->tab->reap = c;
 }
 
@@ -523,13 +604,13 @@ client_table_flush(struct client_table *t)
         struct client *c;
 
         if ((c = t->reap) != NULL) {
-            t->reap = c->next;
+            t->reap = client_at(t, c->next);
             client_free(c); /* may close or queue output for others */
             continue;
         }
         if ((c = t->dirty) != NULL) {
-            t->dirty = c->qnext;
-            c->qnext = NULL;
+            t->dirty = client_at(t, c->qnext);
+            c->qnext = 0;
             c->flags &= ~CL_DIRTY;
             if (c->flags & CL_CLOSING)
                 client_reap_later(c); /* client_close left it to us */
@@ -546,13 +627,17 @@ client_table_free(struct client_table *t)
 {
     if (t == NULL)
         return;
-    for (size_t i = 0; i < t->nbyfd; i++)
-        if (t->byfd[i])
-            client_close(t->byfd[i], CLIENT_WHY_SHUTDOWN);
+    for (size_t fd = 0; fd < t->nchunks * CLIENT_CHUNK; fd++) {
+        struct client *c = client_table_get(t, (int)fd);
+        if (c)
+            client_close(c, CLIENT_WHY_SHUTDOWN);
+    }
     client_table_flush(t);
     loop_timer_stop(t->loop, &t->idle_timer);
     loop_timer_stop(t->loop, &t->linger_timer);
-    free(t->byfd);
+    for (size_t i = 0; i < t->nchunks; i++)
+        free(t->chunks[i]);
+    free(t->chunks);
     free(t);
 }
 
@@ -567,6 +652,42 @@ client_set_peer(struct client *c, const struct net_addr *peer)
     c->port = n ? (uint16_t)net_addr_port((const struct sockaddr *)&peer->ss) : 0;
 }
 
+/* The slot for fd, creating its chunk (and growing the chunk index) first
+ * if need be. Chunks never move, so client pointers stay valid. */
+static struct client *
+client_slot_new(struct client_table *t, size_t fd)
+{
+    size_t k = fd / CLIENT_CHUNK;
+
+    if (k >= t->nchunks) {
+        size_t n = UTIL_MAX(t->nchunks * 2, k + 1);
+        t->chunks = xrealloc(t->chunks, n * sizeof(*t->chunks));
+        memset(t->chunks + t->nchunks, 0, (n - t->nchunks) * sizeof(*t->chunks));
+        t->nchunks = n;
+    }
+    if (t->chunks[k] == NULL)
+        t->chunks[k] = xcalloc(CLIENT_CHUNK, t->stride);
+    return client_slot(t, fd);
+}
+
+/* The index of (ops, ctx) in t->protos, adding it on first sight. A server
+ * has two protocols; more than CLIENT_PROTO_MAX is a programmer error. */
+static uint8_t
+client_proto(struct client_table *t, const struct client_ops *ops, void *ctx)
+{
+    size_t i = 0;
+
+    while (i < t->nprotos && (t->protos[i].ops != ops || t->protos[i].ctx != ctx))
+        i++;
+    if (i == t->nprotos) {
+        assert(t->nprotos < CLIENT_PROTO_MAX);
+        t->protos[i].ops = ops;
+        t->protos[i].ctx = ctx;
+        t->nprotos++;
+    }
+    return (uint8_t)i;
+}
+
 struct client *
 client_new(struct client_table *t, int fd, const struct net_addr *peer,
            const struct client_ops *ops, void *ctx, int notice)
@@ -575,25 +696,20 @@ client_new(struct client_table *t, int fd, const struct net_addr *peer,
     char name[CLIENT_NAME_MAX];
     int rc;
 
-    if ((size_t)fd >= t->nbyfd) {
-        size_t n = UTIL_MAX(t->nbyfd * 2, (size_t)fd + 1);
-        t->byfd = xrealloc(t->byfd, n * sizeof(*t->byfd));
-        memset(t->byfd + t->nbyfd, 0, (n - t->nbyfd) * sizeof(*t->byfd));
-        t->nbyfd = n;
-    }
-    c = xcalloc(1, sizeof(*c));
+    assert(fd >= 0 && ops->data_size <= t->lim.data_max);
+    c = client_slot_new(t, (size_t)fd);
+    assert(!(c->flags & CL_USED)); /* the kernel never hands out an open fd */
+    c->flags = CL_USED;
     c->fd = fd;
-    c->ops = ops;
-    c->ctx = ctx;
+    c->proto = client_proto(t, ops, ctx);
     c->tab = t;
     client_set_peer(c, peer);
     if ((rc = loop_add(t->loop, fd, LOOP_READ, client_on_io, c)) < 0) {
         log_warn("%s: cannot watch: %s", client_name(c, name, sizeof(name)), strerror(-rc));
         close(fd);
-        free(c);
+        memset(c, 0, t->stride);
         return NULL;
     }
-    t->byfd[fd] = c;
     t->count++;
     t->st.accepted++;
     client_list_put(c);
@@ -720,7 +836,7 @@ client_finish(struct client *c, enum client_why why)
     client_unlist(c);
     c->flags |= CL_FINISHING;
     c->why = (uint8_t)why;
-    c->active = loop_now(c->tab->loop);
+    client_stamp(c);
     list_append(&c->tab->linger, c);
     c->flags |= CL_LISTED;
     client_list_arm(c->tab, &c->tab->linger);
@@ -737,25 +853,26 @@ client_closing(const struct client *c)
 void *
 client_data(const struct client *c)
 {
-    return c->data;
+    /* through uintptr_t: the state is the caller's to change, as before */
+    return client_ops(c)->data_size ? (void *)((uintptr_t)c + CLIENT_ROUND(sizeof(*c))) : NULL;
 }
 
-void
-client_set_data(struct client *c, void *data)
+struct client *
+client_of_data(void *data)
 {
-    c->data = data;
+    return (struct client *)((uint8_t *)data - CLIENT_ROUND(sizeof(struct client)));
 }
 
 void *
 client_ctx(const struct client *c)
 {
-    return c->ctx;
+    return c->tab->protos[c->proto].ctx;
 }
 
 const struct client_ops *
 client_ops_of(const struct client *c)
 {
-    return c->ops;
+    return client_ops(c);
 }
 
 uint64_t

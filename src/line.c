@@ -6,13 +6,16 @@
  * framing neither byte can occur inside a line (LF always ends one, CR always
  * ends one), so the separators are unambiguous and an entry never costs more
  * than the input it came from: memory is bounded by the unconsumed lines, at
- * most max bytes of partial line, and one read. Knows nothing of clients,
- * text encoding or commands.
+ * most max bytes of partial line, and one read. The queue itself (a buf and
+ * two counts) is allocated with the first pending byte and freed with the
+ * last, so an idle reader is a pointer, the limit and two flag bytes. Knows
+ * nothing of clients, text encoding or commands.
  */
 #include "line.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LINE_END     '\n' /* ends a stored line */
@@ -27,10 +30,8 @@ enum {
 void
 line_init(struct line_reader *lr, size_t max)
 {
-    buf_init(&lr->q);
-    lr->max = max;
-    lr->partial = 0;
-    lr->nlines = 0;
+    lr->q = NULL;
+    lr->max = max > UINT32_MAX ? UINT32_MAX : (uint32_t)max;
     lr->flags = 0;
     telnet_init(&lr->telnet);
 }
@@ -38,8 +39,39 @@ line_init(struct line_reader *lr, size_t max)
 void
 line_fini(struct line_reader *lr)
 {
-    buf_fini(&lr->q);
+    if (lr->q != NULL) {
+        buf_fini(&lr->q->b);
+        free(lr->q);
+    }
     line_init(lr, lr->max);
+}
+
+/* The queue, allocated if need be. NULL on ENOMEM. */
+static struct line_queue *
+line_queue(struct line_reader *lr)
+{
+    if (lr->q == NULL && (lr->q = calloc(1, sizeof(*lr->q))) != NULL)
+        buf_init(&lr->q->b);
+    return lr->q;
+}
+
+/* Free the queue once nothing is pending in it. */
+static void
+line_release(struct line_reader *lr)
+{
+    struct line_queue *q = lr->q;
+
+    if (q == NULL || q->nlines > 0 || q->partial > 0 || (lr->flags & LINE_TAKEN))
+        return;
+    buf_fini(&q->b); /* empty by now: a no-op unless a reserve left a block */
+    free(q);
+    lr->q = NULL;
+}
+
+static uint32_t
+line_count(const struct line_reader *lr)
+{
+    return lr->q ? lr->q->nlines : 0;
 }
 
 /* Size of the front entry, separator included. Only valid with a
@@ -47,13 +79,13 @@ line_fini(struct line_reader *lr)
 static size_t
 line_front_size(const struct line_reader *lr)
 {
-    const uint8_t *p = buf_data(&lr->q);
+    const uint8_t *p = buf_data(&lr->q->b);
     const uint8_t *end;
 
-    assert(lr->nlines > 0 || (lr->flags & LINE_TAKEN));
+    assert(lr->q->nlines > 0 || (lr->flags & LINE_TAKEN));
     if (p[0] == LINE_TOOLONG)
         return 1;
-    end = memchr(p, LINE_END, buf_len(&lr->q));
+    end = memchr(p, LINE_END, buf_len(&lr->q->b));
     assert(end != NULL);
     return (size_t)(end - p) + 1;
 }
@@ -68,8 +100,9 @@ line_drop_taken(struct line_reader *lr)
 {
     if (!(lr->flags & LINE_TAKEN))
         return;
-    buf_consume(&lr->q, line_front_size(lr));
+    buf_consume(&lr->q->b, line_front_size(lr));
     lr->flags &= ~LINE_TAKEN;
+    line_release(lr);
 }
 
 /*
@@ -83,6 +116,7 @@ line_drop_taken(struct line_reader *lr)
 static size_t
 line_frame(struct line_reader *lr, uint8_t *q, size_t start, size_t n)
 {
+    struct line_queue *lq = lr->q;
     size_t w = start;
 
     for (size_t r = start; r < start + n; r++) {
@@ -97,21 +131,21 @@ line_frame(struct line_reader *lr, uint8_t *q, size_t start, size_t n)
                 lr->flags |= LINE_CR;
             q[w++] = (lr->flags & LINE_DISCARD) ? LINE_TOOLONG : LINE_END;
             lr->flags &= ~LINE_DISCARD;
-            lr->partial = 0;
-            lr->nlines++;
+            lq->partial = 0;
+            lq->nlines++;
             continue;
         }
         if (lr->flags & LINE_DISCARD)
             continue;
-        if (lr->partial == lr->max) {
+        if (lq->partial == lr->max) {
             /* too long: forget what we kept of it; its end leaves a mark */
-            w -= lr->partial;
-            lr->partial = 0;
+            w -= lq->partial;
+            lq->partial = 0;
             lr->flags |= LINE_DISCARD;
             continue;
         }
         q[w++] = c;
-        lr->partial++;
+        lq->partial++;
     }
     return w;
 }
@@ -125,26 +159,32 @@ int
 line_feed(struct line_reader *lr, const void *p, size_t n)
 {
     size_t start, end, m;
+    struct line_queue *q;
     uint8_t *tail;
 
     line_drop_taken(lr);
     if (n == 0)
-        return (int)lr->nlines;
-    if ((tail = buf_reserve(&lr->q, n)) == NULL)
+        return (int)line_count(lr);
+    if ((q = line_queue(lr)) == NULL)
         return -ENOMEM;
+    if ((tail = buf_reserve(&q->b, n)) == NULL) {
+        line_release(lr);
+        return -ENOMEM;
+    }
     m = telnet_strip(&lr->telnet, p, n, tail);
-    start = buf_len(&lr->q);
+    start = buf_len(&q->b);
     end = line_frame(lr, tail - start, start, m);
     if (end >= start) {
-        buf_commit(&lr->q, end - start); /* frees the block if nothing is live */
+        buf_commit(&q->b, end - start); /* frees the block if nothing is live */
     } else if (end == 0) {
-        buf_fini(&lr->q);
+        buf_fini(&q->b);
     } else {
         /* XXX: buf has no truncate, so cut the old partial off by hand:
          * shortening len only forgets bytes at the end of the block */
-        lr->q.len = end;
+        q->b.len = (uint32_t)end; /* end < start = the old len */
     }
-    return (int)lr->nlines;
+    line_release(lr); /* only telnet bytes, an ending, or a discarded line */
+    return (int)line_count(lr);
 }
 
 int
@@ -152,16 +192,22 @@ line_finish(struct line_reader *lr)
 {
     uint8_t end;
 
+    struct line_queue *q;
+
     line_drop_taken(lr);
-    if (lr->partial == 0 && !(lr->flags & LINE_DISCARD))
-        return (int)lr->nlines;
+    if ((lr->q == NULL || lr->q->partial == 0) && !(lr->flags & LINE_DISCARD))
+        return (int)line_count(lr);
     end = (lr->flags & LINE_DISCARD) ? LINE_TOOLONG : LINE_END;
-    if (buf_append(&lr->q, &end, 1) < 0)
+    if ((q = line_queue(lr)) == NULL)
         return -ENOMEM;
+    if (buf_append(&q->b, &end, 1) < 0) {
+        line_release(lr);
+        return -ENOMEM;
+    }
     lr->flags &= ~(LINE_DISCARD | LINE_CR);
-    lr->partial = 0;
-    lr->nlines++;
-    return (int)lr->nlines;
+    q->partial = 0;
+    q->nlines++;
+    return (int)q->nlines;
 }
 
 int
@@ -171,11 +217,11 @@ line_next(struct line_reader *lr, const uint8_t **line, size_t *len)
     size_t size;
 
     line_drop_taken(lr);
-    if (lr->nlines == 0)
+    if (line_count(lr) == 0)
         return 0;
-    p = buf_data(&lr->q);
+    p = buf_data(&lr->q->b);
     size = line_front_size(lr);
-    lr->nlines--;
+    lr->q->nlines--;
     lr->flags |= LINE_TAKEN;
     if (p[0] == LINE_TOOLONG)
         return -EMSGSIZE;
@@ -188,5 +234,5 @@ uint32_t
 line_queued(struct line_reader *lr)
 {
     line_drop_taken(lr);
-    return lr->nlines;
+    return line_count(lr);
 }

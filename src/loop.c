@@ -21,10 +21,11 @@
 
 #define LOOP_BATCH 256
 
+/* The events watched live in a parallel byte array (l->evs): inside the
+ * struct they would pad it from 16 to 24 bytes, for every descriptor. */
 struct loop_fd {
     loop_fd_fn *fn; /* NULL: not registered */
     void *arg;
-    uint32_t ev;
 };
 
 struct loop {
@@ -32,7 +33,9 @@ struct loop {
     bool stop;
     uint64_t now;
     struct loop_fd *fds; /* indexed by fd */
-    size_t nfds;
+    uint8_t *evs;        /* indexed by fd: LOOP_READ | LOOP_WRITE */
+    size_t nfds;         /* entries initialised: fds below are valid indexes */
+    size_t capfds;       /* entries allocated */
     struct loop_timer **heap;
     size_t nheap;
     size_t heapcap;
@@ -68,6 +71,7 @@ loop_free(struct loop *l)
         close(l->sigfd);
     close(l->epfd);
     free(l->fds);
+    free(l->evs);
     free(l->heap);
     free(l);
 }
@@ -85,17 +89,25 @@ loop_add(struct loop *l, int fd, uint32_t ev, loop_fd_fn *fn, void *arg)
 
     if (fd < 0)
         return -EBADF;
-    if ((size_t)fd >= l->nfds) {
-        /* grow geometrically; new slots zeroed = unregistered */
-        size_t n = UTIL_MAX(l->nfds * 2, (size_t)fd + 1);
+    if ((size_t)fd >= l->capfds) {
+        /* grow geometrically */
+        size_t n = UTIL_MAX(l->capfds * 2, (size_t)fd + 1);
         n = UTIL_MAX(n, (size_t)64);
         l->fds = xrealloc(l->fds, n * sizeof(*l->fds));
-        memset(l->fds + l->nfds, 0, (n - l->nfds) * sizeof(*l->fds));
-        l->nfds = n;
+        l->evs = xrealloc(l->evs, n * sizeof(*l->evs));
+        l->capfds = n;
+    }
+    if ((size_t)fd >= l->nfds) {
+        /* zero (= unregistered) only up to fd: the pages of the spare
+         * capacity stay untouched, so they cost no memory until used */
+        memset(l->fds + l->nfds, 0, ((size_t)fd + 1 - l->nfds) * sizeof(*l->fds));
+        memset(l->evs + l->nfds, 0, ((size_t)fd + 1 - l->nfds) * sizeof(*l->evs));
+        l->nfds = (size_t)fd + 1;
     }
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &e) < 0)
         return -errno;
-    l->fds[fd] = (struct loop_fd){ .fn = fn, .arg = arg, .ev = ev };
+    l->fds[fd] = (struct loop_fd){ .fn = fn, .arg = arg };
+    l->evs[fd] = (uint8_t)(ev & (LOOP_READ | LOOP_WRITE));
     return 0;
 }
 
@@ -106,11 +118,12 @@ loop_mod(struct loop *l, int fd, uint32_t ev)
 
     if (fd < 0 || (size_t)fd >= l->nfds || l->fds[fd].fn == NULL)
         return -EBADF;
-    if (l->fds[fd].ev == ev)
+    ev &= LOOP_READ | LOOP_WRITE; /* all that l->evs keeps */
+    if (l->evs[fd] == ev)
         return 0; /* no syscall when nothing changes */
     if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &e) < 0)
         return -errno;
-    l->fds[fd].ev = ev;
+    l->evs[fd] = (uint8_t)ev;
     return 0;
 }
 
@@ -121,7 +134,7 @@ loop_del(struct loop *l, int fd)
         return -EBADF;
     l->fds[fd].fn = NULL;
     l->fds[fd].arg = NULL;
-    l->fds[fd].ev = 0;
+    l->evs[fd] = 0;
     if (epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL) < 0)
         return -errno;
     return 0;
@@ -132,7 +145,7 @@ loop_events(const struct loop *l, int fd)
 {
     if (fd < 0 || (size_t)fd >= l->nfds || l->fds[fd].fn == NULL)
         return 0;
-    return l->fds[fd].ev;
+    return l->evs[fd];
 }
 
 uint64_t
@@ -330,7 +343,7 @@ loop_dispatch(struct loop *l, const struct epoll_event *evs, int n)
             ev |= LOOP_READ;
         if (e & EPOLLOUT)
             ev |= LOOP_WRITE;
-        ev &= f->ev | (e & (EPOLLERR | EPOLLHUP) ? LOOP_READ | LOOP_WRITE : 0);
+        ev &= l->evs[fd] | (e & (EPOLLERR | EPOLLHUP) ? LOOP_READ | LOOP_WRITE : 0);
         if (ev)
             f->fn(l, fd, ev, f->arg);
     }

@@ -6,38 +6,39 @@
  */
 #include "rate.h"
 
-static uint64_t
+static uint32_t
 rate_cap(unsigned per_sec)
 {
-    return (uint64_t)RATE_BURST * per_sec * 1000; /* < 2^55 for any unsigned */
+    uint64_t cap = (uint64_t)RATE_BURST * per_sec * 1000; /* < 2^55 for any unsigned */
+
+    return cap > UINT32_MAX ? UINT32_MAX : (uint32_t)cap; /* see struct rate */
 }
 
 /*
- * Refill for the time since the last call. Any gap of RATE_BURST seconds or
- * more fills the bucket, so the gap is clamped there before multiplying:
- * that keeps elapsed x per_sec far from overflow whatever now_ms does. A
- * clock that steps back (it should not: callers pass CLOCK_MONOTONIC)
- * refills nothing and restarts from the new now.
+ * Refill for the time since the last call, taken modulo 2^32 ms (struct
+ * rate). Any gap of RATE_BURST seconds or more fills the bucket, so the gap
+ * is clamped there before multiplying: elapsed x per_sec then stays below
+ * 2^45, and the sum below 2^46, far from overflowing 64 bits.
  */
 static void
 rate_refill(struct rate *r, unsigned per_sec, uint64_t now_ms)
 {
     uint64_t cap = rate_cap(per_sec);
-    uint64_t elapsed = now_ms > r->last ? now_ms - r->last : 0;
+    uint64_t elapsed = (uint32_t)((uint32_t)now_ms - r->last);
+    uint64_t milli;
 
-    r->last = now_ms;
+    r->last = (uint32_t)now_ms;
     if (elapsed > (uint64_t)RATE_BURST * 1000)
         elapsed = (uint64_t)RATE_BURST * 1000;
-    r->milli += elapsed * per_sec;
-    if (r->milli > cap)
-        r->milli = cap;
+    milli = r->milli + elapsed * per_sec;
+    r->milli = (uint32_t)(milli > cap ? cap : milli);
 }
 
 void
 rate_init(struct rate *r, unsigned per_sec, uint64_t now_ms)
 {
     r->milli = rate_cap(per_sec);
-    r->last = now_ms;
+    r->last = (uint32_t)now_ms;
 }
 
 bool

@@ -694,12 +694,16 @@ server_new(struct server **out, const struct cfg *cfg)
         log_warn("NOTIFY_SOCKET: unusable, not notifying systemd: %s", strerror(-rc));
     if ((rc = server_make_chat(srv)) < 0)
         goto fail;
+    if ((rc = server_open_listeners(srv)) < 0)
+        goto fail;
+    /* after the listeners: a slot holds the state of the protocols served */
+    for (size_t i = 0; i < srv->nlst; i++)
+        lim.data_max =
+            UTIL_MAX(lim.data_max, (srv->lst[i].chat ? &chat_ops : &echo_ops)->data_size);
     if ((rc = client_table_new(&srv->clients, srv->loop, (int)UTIL_MIN(nofile, (rlim_t)1 << 20),
                                &lim)) < 0)
         goto fail;
     client_table_hook(srv->clients, server_on_client, srv);
-    if ((rc = server_open_listeners(srv)) < 0)
-        goto fail;
     if ((srv->spare = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
         log_warn("/dev/null: %s: cannot keep a spare descriptor for EMFILE", strerror(errno));
     if ((rc = loop_signals(srv->loop, sigs, UTIL_ARRAY_LEN(sigs), server_on_signal, srv)) < 0) {

@@ -312,6 +312,25 @@ test_buf_huge_append_is_enomem_and_keeps_contents(void **state)
     buf_fini(&b);
 }
 
+/* The offsets are 32-bit: a size the allocator might grant must still be
+ * refused once the buf would pass UINT32_MAX bytes (no silent wrap). */
+static void
+test_buf_append_past_uint32_is_enomem(void **state)
+{
+    struct buf b = BUF_INIT;
+    static const uint8_t one = 1;
+
+    (void)state;
+    assert_int_equal(buf_append(&b, &one, (size_t)UINT32_MAX + 1), -ENOMEM);
+    assert_null(buf_reserve(&b, (size_t)UINT32_MAX + 1));
+    assert_buf_holds(&b, NULL, 0);
+    assert_int_equal(buf_append(&b, "abc", 3), 0);
+    assert_int_equal(buf_append(&b, &one, (size_t)UINT32_MAX - 2), -ENOMEM);
+    assert_null(buf_reserve(&b, (size_t)UINT32_MAX - 2));
+    assert_buf_holds(&b, (const uint8_t *)"abc", 3);
+    buf_fini(&b);
+}
+
 int
 main(void)
 {
@@ -325,6 +344,7 @@ main(void)
         cmocka_unit_test(test_buf_steady_backlog_reuses_dead_head),
         cmocka_unit_test(test_buf_steady_large_backlog_keeps_cap_bounded),
         cmocka_unit_test(test_buf_huge_append_is_enomem_and_keeps_contents),
+        cmocka_unit_test(test_buf_append_past_uint32_is_enomem),
     };
 
     return cmocka_run_group_tests_name("buf", tests, NULL, NULL);

@@ -128,30 +128,39 @@ test_rate_zero_per_sec_is_unlimited(void **state)
     assert_int_equal(rate_wait_ms(&r, 0, T0), 0);
 }
 
+/* 5,000,000 tokens = 5e9 milli-tokens, more than 32 bits hold: the burst
+ * saturates at UINT32_MAX milli-tokens, the refill rate stays exact. */
 static void
-test_rate_million_per_sec_burst_exact(void **state)
+test_rate_million_per_sec_burst_saturates_at_32_bits(void **state)
 {
     struct rate r;
 
     (void)state;
-    /* 5,000,000 tokens = 5e9 milli-tokens: more than 32 bits hold */
     rate_init(&r, 1000000, T0);
-    assert_int_equal(take_all(&r, 1000000, T0), (uint64_t)RATE_BURST * 1000000);
+    assert_int_equal(take_all(&r, 1000000, T0), UINT32_MAX / 1000);
     assert_int_equal(rate_wait_ms(&r, 1000000, T0), 1);
     assert_int_equal(take_all(&r, 1000000, T0 + 1), 1000);
+    /* a long gap fills it to the same cap, not past it (no wrap to little) */
+    take_all(&r, 1000000, T0 + 1);
+    assert_int_equal(take_all(&r, 1000000, T0 + 60000), UINT32_MAX / 1000);
 }
 
 static void
 test_rate_huge_gap_fills_exactly_to_burst(void **state)
 {
     struct rate r;
-    /* 2^58 ms x 10^6/s is 15625 x 2^64: a product taken modulo 2^64 is 0 */
-    const uint64_t far = T0 + ((uint64_t)1 << 58);
+    /* the longest gap the 32-bit clock tells apart: (2^32 - 1) x 4e9/s is
+     * past 2^64, so an unclamped product would wrap */
+    const unsigned ps = 4000000000u;
+    const uint64_t far = T0 + UINT32_MAX;
 
     (void)state;
-    rate_init(&r, 1000000, T0);
-    take_all(&r, 1000000, T0);
-    assert_int_equal(take_all(&r, 1000000, far), (uint64_t)RATE_BURST * 1000000);
+    rate_init(&r, 100, T0);
+    take_all(&r, 100, T0);
+    assert_int_equal(take_all(&r, 100, far), RATE_BURST * 100);
+    rate_init(&r, ps, T0);
+    take_all(&r, ps, T0);
+    assert_int_equal(take_all(&r, ps, far), UINT32_MAX / 1000);
 }
 
 static void
@@ -168,28 +177,33 @@ test_rate_clock_crossing_32_bits_refills_normally(void **state)
     assert_int_equal(rate_wait_ms(&r, 20, t + 50), 50);
 }
 
+/* The documented limit of the 32-bit clock (struct rate): a gap of 2^32 ms
+ * plus 5 s or more still fills the bucket; 2^32 + 5 ms looks like 5 ms. */
 static void
-test_rate_gap_longer_than_32_bits_of_ms_refills(void **state)
+test_rate_gap_longer_than_32_bits_of_ms_is_taken_modulo(void **state)
 {
     struct rate r;
 
     (void)state;
     rate_init(&r, 20, T0);
     take_all(&r, 20, T0);
-    /* 2^32 + 5 ms later: a clock kept in 32 bits would see only 5 ms */
-    assert_int_equal(take_all(&r, 20, T0 + ((uint64_t)1 << 32) + 5), RATE_BURST * 20);
+    assert_int_equal(take_all(&r, 20, T0 + ((uint64_t)1 << 32) + 5000), RATE_BURST * 20);
+    assert_int_equal(take_all(&r, 20, T0 + ((uint64_t)2 << 32) + 5000 + 100), 2);
 }
 
+/* Modulo 2^32 a step back is a long gap: it fills the bucket (no more than
+ * the burst), and the refill then resumes from the new now. */
 static void
-test_rate_clock_stepping_back_refills_nothing(void **state)
+test_rate_clock_stepping_back_fills_at_most_burst(void **state)
 {
     struct rate r;
 
     (void)state;
     rate_init(&r, 20, T0);
     take_all(&r, 20, T0);
-    assert_false(rate_take(&r, 20, T0 - 500));
-    assert_true(rate_take(&r, 20, T0 - 450)); /* refill resumes from there */
+    assert_int_equal(take_all(&r, 20, T0 - 500), RATE_BURST * 20);
+    assert_false(rate_take(&r, 20, T0 - 451));
+    assert_true(rate_take(&r, 20, T0 - 450));
 }
 
 int
@@ -203,11 +217,11 @@ main(void)
         cmocka_unit_test(test_rate_wait_ms_is_exact),
         cmocka_unit_test(test_rate_wait_ms_counts_partial_tokens),
         cmocka_unit_test(test_rate_zero_per_sec_is_unlimited),
-        cmocka_unit_test(test_rate_million_per_sec_burst_exact),
+        cmocka_unit_test(test_rate_million_per_sec_burst_saturates_at_32_bits),
         cmocka_unit_test(test_rate_huge_gap_fills_exactly_to_burst),
         cmocka_unit_test(test_rate_clock_crossing_32_bits_refills_normally),
-        cmocka_unit_test(test_rate_gap_longer_than_32_bits_of_ms_refills),
-        cmocka_unit_test(test_rate_clock_stepping_back_refills_nothing),
+        cmocka_unit_test(test_rate_gap_longer_than_32_bits_of_ms_is_taken_modulo),
+        cmocka_unit_test(test_rate_clock_stepping_back_fills_at_most_burst),
     };
 
     return cmocka_run_group_tests_name("rate", tests, NULL, NULL);
