@@ -154,6 +154,16 @@ loop_now(const struct loop *l)
     return l->now;
 }
 
+uint64_t
+loop_refresh(struct loop *l)
+{
+    uint64_t now = util_now_ms();
+
+    if (now > l->now)
+        l->now = now;
+    return l->now;
+}
+
 /* --- timers: a binary min-heap on `when`; slot = index + 1 --------------- */
 
 static void

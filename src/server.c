@@ -324,8 +324,9 @@ server_on_accept(struct loop *l, int fd, uint32_t ev, void *arg)
 {
     struct listener *lst = arg;
 
-    (void)l;
     (void)ev;
+    /* a new client's idle clock starts now, not when this batch began */
+    loop_refresh(l);
     for (int i = 0; i < SERVER_ACCEPT_BURST && !lst->srv->paused; i++) {
         struct net_addr peer;
         int cfd = net_accept(fd, &peer);

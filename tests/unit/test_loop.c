@@ -740,10 +740,27 @@ test_loop_stop_ends_run_and_run_can_restart(void **state)
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
+/* loop_refresh moves the cached time to the clock, never backwards, and
+ * loop_now reports the refreshed value from then on. */
+static void
+test_loop_refresh_moves_now_forward(void **state)
+{
+    struct fx *f = *state;
+    uint64_t before = loop_now(f->l), after;
+
+    while (util_now_ms() < before + 3)
+        ; /* let the clock move on */
+    after = loop_refresh(f->l);
+    assert_true(after >= before + 3);
+    assert_int_equal(loop_now(f->l), after);
+    assert_true(loop_refresh(f->l) >= after);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        T(test_loop_refresh_moves_now_forward),
         T(test_loop_readable_pipe_fires_read_callback),
         T(test_loop_quiet_fd_does_not_fire),
         T(test_loop_mod_changes_interest),
