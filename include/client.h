@@ -16,6 +16,11 @@
  *                   discard until the peer's FIN (so unread input never turns
  *                   our close into a reset that destroys what we sent), close.
  *
+ * This header is what a protocol sees: connections and what can be done with
+ * them, in libc types only. The table that the server drives (accepting
+ * into it, flushing it each iteration) is in client_table.h, which brings
+ * in the loop and the socket types; no protocol includes it.
+ *
  * Uses loop, net, buf, log and util.
  */
 #ifndef ECHOCHAT_CLIENT_H
@@ -25,12 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "loop.h"
-#include "net.h"
-
 struct client;
-struct client_table;
 
 /* Why a client went away: logged, counted in the statistics. */
 enum client_why {
@@ -85,53 +85,6 @@ struct client_ops {
     void (*close)(struct client *c);
 };
 
-/* Called by the table when a client opens or is freed (server statistics,
- * per-address counts, STATUS=). */
-typedef void client_hook_fn(struct client *c, bool opened, void *arg);
-
-struct client_limits {
-    size_t max_output;     /* bytes of unsent output (--max-output) */
-    unsigned idle_timeout; /* s, 0 = off (--idle-timeout) */
-    unsigned linger_ms;    /* a closing client with no progress this long is dropped */
-    size_t data_max;       /* the largest client_ops.data_size served */
-};
-
-/* Counters, for SIGUSR1. */
-struct client_stats {
-    uint64_t bytes_in;
-    uint64_t bytes_out;
-    uint64_t accepted;
-    uint64_t closed[CLIENT_WHY_COUNT];
-};
-
-/* Create a table on loop l for descriptors up to about maxfd (a hint that
- * sizes the chunk index; higher ones work too). Returns 0 or -errno. */
-int client_table_new(struct client_table **out, struct loop *l, int maxfd,
-                     const struct client_limits *lim);
-/* Close every client at once (without notices) and free the table. */
-void client_table_free(struct client_table *t);
-void client_table_hook(struct client_table *t, client_hook_fn *fn, void *arg);
-size_t client_table_count(const struct client_table *t);
-const struct client_stats *client_table_stats(const struct client_table *t);
-/* Call fn for every live client (not the closing ones). fn may close or
- * finish clients; they are freed only later. */
-void client_table_each(struct client_table *t, void (*fn)(struct client *c, void *arg), void *arg);
-/* End of a loop iteration: free the clients closed during it (calling
- * ops->close) and write each client's queued output once. Repeats until
- * neither is left, since a close can queue output for others. */
-void client_table_flush(struct client_table *t);
-/* The client on fd, or NULL. */
-struct client *client_table_get(const struct client_table *t, int fd);
-
-/* Adopt an accepted, non-blocking socket: register it, then ops->open(c).
- * ctx is the protocol's shared state (client_ctx()); a table keeps at most
- * 8 distinct (ops, ctx) pairs, so that a client stores an index, not both. If notice is >= 0 the
- * client is refused instead: ops->notice(c, notice), then finished, and open
- * is never called. Returns the client (NULL if the fd could not be
- * registered: then fd has been closed). */
-struct client *client_new(struct client_table *t, int fd, const struct net_addr *peer,
-                          const struct client_ops *ops, void *ctx, int notice);
-
 /* Queue bytes for c; they are written at the end of this loop iteration
  * (one write per client per iteration, however many lines it was sent).
  * A no-op for a closing client. Returns 0 or -ENOMEM. */
@@ -177,6 +130,7 @@ size_t client_addr_key(const struct client *c, uint8_t key[16]);
 /* The text of a why. */
 const char *client_why_str(enum client_why why);
 
-#define CLIENT_NAME_MAX (NET_ADDRSTRLEN + 32)
+/* Room for client_name(): "client ", an fd and a formatted address. */
+#define CLIENT_NAME_MAX 96
 
 #endif

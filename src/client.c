@@ -39,7 +39,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "client.h"
+#include "buf.h"
+#include "client_table.h"
 #include "log.h"
 #include "util.h"
 
@@ -93,6 +94,7 @@ struct client {
     uint8_t proto;  /* its ops and ctx: t->protos[proto] */
     uint8_t addr[16];
 };
+_Static_assert(CLIENT_NAME_MAX >= NET_ADDRSTRLEN + 32, "client_name() needs the room");
 _Static_assert(sizeof(struct client) <= 88, "struct client grew: every connection pays for it");
 
 struct client_table {

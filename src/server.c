@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "chat.h"
-#include "client.h"
+#include "client_table.h"
 #include "echo.h"
 #include "log.h"
 #include "loop.h"

@@ -25,7 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "client.h"
+#include "client_table.h"
 #include "log.h"
 #include "loop.h"
 #include "net.h"

@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "client.h"
+#include "client_table.h"
 #include "echo.h"
 #include "log.h"
 #include "loop.h"
