@@ -228,6 +228,16 @@ client_list_ttl(const struct client_table *t, const struct client_list *l)
     return l == &t->idle ? (uint64_t)t->lim.idle_timeout * 1000 : t->lim.linger_ms;
 }
 
+/* When c, on list l, expires. Times are whole milliseconds and c's stamp
+ * may be up to 1 ms older than its activity, so "silent for ttl" means a
+ * clock reading past stamp + ttl: one more millisecond, never one less. */
+static uint64_t
+client_list_deadline(const struct client_table *t, const struct client_list *l,
+                     const struct client *c)
+{
+    return client_active(c) + client_list_ttl(t, l) + 1;
+}
+
 static void
 client_list_arm(struct client_table *t, struct client_list *l)
 {
@@ -235,7 +245,7 @@ client_list_arm(struct client_table *t, struct client_list *l)
 
     /* lazily: an early expiry just re-arms for the head of the moment */
     if (l->head && !loop_timer_armed(tm))
-        loop_timer_set(t->loop, tm, client_active(l->head) + client_list_ttl(t, l));
+        loop_timer_set(t->loop, tm, client_list_deadline(t, l, l->head));
 }
 
 static void
@@ -431,11 +441,10 @@ static void
 client_on_idle(struct loop *l, struct loop_timer *tm, void *arg)
 {
     struct client_table *t = arg;
-    uint64_t ttl = (uint64_t)t->lim.idle_timeout * 1000;
     struct client *c;
 
     (void)tm;
-    while ((c = t->idle.head) != NULL && client_active(c) + ttl <= loop_now(l)) {
+    while ((c = t->idle.head) != NULL && client_list_deadline(t, &t->idle, c) <= loop_now(l)) {
         char name[CLIENT_NAME_MAX];
         if (c->flags & CL_PAUSED) {
             /* paused reading (rate limit, backpressure): it has sent what
@@ -458,7 +467,7 @@ client_on_linger(struct loop *l, struct loop_timer *tm, void *arg)
     struct client *c;
 
     (void)tm;
-    while ((c = t->linger.head) != NULL && client_active(c) + t->lim.linger_ms <= loop_now(l))
+    while ((c = t->linger.head) != NULL && client_list_deadline(t, &t->linger, c) <= loop_now(l))
         client_close(c, c->why == CLIENT_WHY_BYE ? CLIENT_WHY_LINGER : (enum client_why)c->why);
     client_list_arm(t, &t->linger);
 }

@@ -325,11 +325,14 @@ server_on_accept(struct loop *l, int fd, uint32_t ev, void *arg)
     struct listener *lst = arg;
 
     (void)ev;
-    /* a new client's idle clock starts now, not when this batch began */
-    loop_refresh(l);
     for (int i = 0; i < SERVER_ACCEPT_BURST && !lst->srv->paused; i++) {
         struct net_addr peer;
-        int cfd = net_accept(fd, &peer);
+        int cfd;
+
+        /* a new client's idle clock starts when it is accepted, not when
+         * this batch (or this burst of accepts) began: a vDSO clock read */
+        loop_refresh(l);
+        cfd = net_accept(fd, &peer);
 
         if (cfd >= 0) {
             server_admit(lst, cfd, &peer);
