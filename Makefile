@@ -144,18 +144,45 @@ format:
 format-check:
 	clang-format --dry-run --Werror $(C_FILES)
 
-# libFuzzer wants clang; each target links the leaf modules it exercises.
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -g -O1 \
-               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-fuzz: $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
-	@for t in $^; do n=$$(basename $$t); mkdir -p build/fuzz/corpus/$$n; \
+# libFuzzer wants clang. Each target links exactly the modules listed in
+# FUZZ_DEPS_<target> (default: the module of the same name), built apart
+# with the fuzzer's instrumentation in $(FUZZ_BUILD)/obj; fuzz_chat brings
+# its own fake client layer instead of client.c. make fuzz runs every
+# target for FUZZ_SECONDS over its hand-written seeds in
+# tests/fuzz/corpus/<target> (with tests/fuzz/<target>.dict if there is
+# one), keeps what it finds in $(FUZZ_BUILD)/corpus/fuzz_<target> and a
+# failing input in $(FUZZ_BUILD)/crash/, and stops at the first failure.
+FUZZ_BUILD  := $(BUILD)/fuzz
+FUZZ_CC     ?= clang
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -MMD -MP -Iinclude -Itests/fuzz -g -O1 $(WARN) \
+               -fno-sanitize-recover=all -DECHOCHAT_VERSION='"$(VERSION)"'
+FUZZ_SAN    := address,undefined
+FUZZ_DEPS_line   := line telnet buf
+FUZZ_DEPS_telnet := telnet
+FUZZ_DEPS_text   := text
+FUZZ_DEPS_cfg    := cfg
+FUZZ_DEPS_listen := cfg
+FUZZ_DEPS_chat   := chat line telnet buf text room rate log util
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+
+fuzz: $(FUZZ_BIN)
+	@for t in $^; do n=$$(basename $$t); d=tests/fuzz/$${n#fuzz_}.dict; \
+		mkdir -p $(FUZZ_BUILD)/corpus/$$n $(FUZZ_BUILD)/crash; \
 		echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
 		$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-			build/fuzz/corpus/$$n tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
+			-artifact_prefix=$(FUZZ_BUILD)/crash/$$n- $$([ -f $$d ] && echo -dict=$$d) \
+			$(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$${n#fuzz_} || exit 1; done
 
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(filter-out src/main.c src/bench%.c,$(wildcard src/*.c))
+# keep the instrumented objects between targets and runs
+.PRECIOUS: $(FUZZ_BUILD)/obj/%.o
+$(FUZZ_BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(filter-out src/main.c src/bench%.c,$(wildcard src/*.c))
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,$(FUZZ_SAN) -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h \
+		$$(addprefix $(FUZZ_BUILD)/obj/,$$(addsuffix .o,$$(or $$(FUZZ_DEPS_$$*),$$*)))
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,$(FUZZ_SAN) -o $@ $< $(filter %.o,$^)
 
 install: $(BUILD)/echochatd $(BUILD)/echochat-bench
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \

@@ -294,7 +294,7 @@ chat_send(struct client *c, const char *p, size_t n)
 
 /* Format a "*** " line into ch->line (truncated to fit); returns its
  * length, CR LF included. */
-static size_t
+static size_t __attribute__((format(printf, 2, 0)))
 chat_vfmt(struct chat *ch, const char *fmt, va_list ap)
 {
     size_t room = ch->linecap - 2, n;

@@ -34,6 +34,14 @@
 
 #define H_NOTE_MAX 4096
 
+bool
+h_under_valgrind(void)
+{
+    const char *v = getenv("ECHOCHAT_VALGRIND");
+
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
 long
 h_now_ms(void)
 {

@@ -99,6 +99,12 @@ bool h_wait_log(struct h_daemon *d, const char *needle, int timeout_ms);
 /* How many log lines so far contain needle. */
 int h_count_log(struct h_daemon *d, const char *needle);
 
+/* True when tests/valgrind.sh runs the daemon under valgrind (it exports
+ * ECHOCHAT_VALGRIND=1): a check that cannot hold there (RLIMIT_NOFILE, which
+ * valgrind lowers by the descriptors it keeps; the live environment block it
+ * lays out differently; a long load run) skip()s with its reason. */
+bool h_under_valgrind(void);
+
 /* Milliseconds on CLOCK_MONOTONIC, and what is left before a deadline in
  * those units (never negative: a poll() timeout). */
 long h_now_ms(void);
