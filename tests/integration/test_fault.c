@@ -310,7 +310,10 @@ lc_take(struct lc *c, char *line, size_t len, lc_line_fn *fn, void *arg)
             lc_bad(c, "not a chat line form", line, len);
     }
     line[len] = '\0';
-    snprintf(c->last, sizeof(c->last), "%s", line);
+    /* keep a prefix of the last line, for failure messages */
+    size_t keep = len < sizeof(c->last) - 1 ? len : sizeof(c->last) - 1;
+    memcpy(c->last, line, keep);
+    c->last[keep] = '\0';
     return fn != NULL ? fn(c, line, len, arg) : true;
 }
 
@@ -992,7 +995,7 @@ test_fault_garbage_10000_conversation_intact(void **state)
     }
     h_start(&f->d, chat_names, args);
     for (int i = 0; i < G_TALKERS; i++) {
-        char nick[8];
+        char nick[16]; /* "t" and any int: -O1 checks the whole range */
         snprintf(nick, sizeof(nick), "t%d", i);
         tk.t[i] = lc_user(f, i, nick, NULL);
         ep_set(f->ep, EPOLL_CTL_ADD, tk.t[i]->fd, EPOLLIN, tag(0, (unsigned)i));
@@ -2013,7 +2016,7 @@ test_fault_sigterm_heavy_traffic_all_told_prefix_exit_0(void **state)
         st->pat[i] = i < ST_PAT ? (uint8_t)rng_next(&rng) : st->pat[i - ST_PAT];
     h_start(&f->d, names, args);
     for (int i = 0; i < ST_CHAT; i++) {
-        char nick[8];
+        char nick[16]; /* "f" and any int */
         snprintf(nick, sizeof(nick), "f%d", i);
         st->c[i] = lc_user(f, i, i < ST_FLOOD ? nick : NULL, NULL);
         ep_set(f->ep, EPOLL_CTL_ADD, st->c[i]->fd, EPOLLIN | EPOLLOUT | EPOLLET,
