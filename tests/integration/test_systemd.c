@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <regex.h>
@@ -1084,6 +1085,35 @@ test_systemd_daemonize_returns_when_serving_pid_file_names_daemon(void **state)
     link_is(f->daemon_pid, "fd/1", "/dev/null");
 }
 
+/* -D changes directory to /, so a relative --pid-file must be anchored to
+ * the directory the daemon was started in, not written to /. */
+static void
+test_systemd_daemonize_relative_pid_file_lands_in_start_dir(void **state)
+{
+    struct fixture *f = *state;
+    const char *const args[] = {
+        "-D", "--pid-file", "echochatd.pid", "--echo", "127.0.0.1:0", NULL
+    };
+    char exe[PATH_MAX], cwd[PATH_MAX];
+    struct spawn sp = { .exe = exe, .args = args, .no_notify = true };
+    int rc;
+
+    assert_non_null(realpath(h_daemon_path(), exe));
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(f->dir), 0); /* the child starts here */
+    spawn(&f->d, &sp);
+    assert_int_equal(chdir(cwd), 0);
+    if ((rc = wait_child_now(&f->d, H_READY_MS)) != 0) {
+        h_dump_log(&f->d);
+        fail_msg("echochatd -D --pid-file echochatd.pid exited %d, want 0", rc);
+    }
+    /* f->pid_path is that same name inside f->dir */
+    f->daemon_pid = read_pid_file(f->pid_path);
+    assert_true(f->daemon_pid > 0);
+    assert_int_equal(kill(f->daemon_pid, 0), 0);
+    link_is(f->daemon_pid, "cwd", "/");
+}
+
 static void
 test_systemd_daemonize_second_instance_refused_71(void **state)
 {
@@ -1222,6 +1252,7 @@ main(void)
         T(test_systemd_journal_stream_match_priority_prefix_no_time),
         T(test_systemd_journal_stream_other_file_timestamps),
         T(test_systemd_daemonize_returns_when_serving_pid_file_names_daemon),
+        T(test_systemd_daemonize_relative_pid_file_lands_in_start_dir),
         T(test_systemd_daemonize_second_instance_refused_71),
         T(test_systemd_daemonize_sigterm_removes_pid_file),
         T(test_systemd_daemonize_port_in_use_launcher_exits_71),
