@@ -1308,6 +1308,9 @@ sl_open(struct fixture *f, struct slowset *ss, bool dribble)
 {
     int i = ss->n++;
     struct slow *c = &ss->c[i];
+    /* taken before connecting, so it cannot be later than the daemon's
+     * accept even if we are preempted right after connect() returns */
+    long t_conn = h_now_ms();
     int fd = nb_connect(f->d.port[0]);
 
     if (fd < 0)
@@ -1315,7 +1318,7 @@ sl_open(struct fixture *f, struct slowset *ss, bool dribble)
     memset(c, 0, sizeof(*c));
     c->fd = fd;
     c->dribble = dribble;
-    c->t_conn = h_now_ms(); /* before the daemon can have accepted it */
+    c->t_conn = t_conn;
     ep_set(f->ep, EPOLL_CTL_ADD, fd, EPOLLOUT, tag(1, (unsigned)i));
 }
 
