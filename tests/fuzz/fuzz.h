@@ -122,4 +122,22 @@ fuzz_rng_size(struct fuzz_rng *r, size_t max)
     return 1 + fuzz_rng_next(r) % max;
 }
 
+/* A canonical port: "0" or 1..5 digits without a leading zero, at most
+ * 65535 (what cfg_parse_listen stores). */
+static inline bool
+fuzz_port_ok(const char *p)
+{
+    size_t n = strnlen(p, 6);
+    unsigned long v = 0;
+
+    if (n == 0 || n > 5 || (p[0] == '0' && n > 1))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        v = v * 10 + (unsigned long)(p[i] - '0');
+    }
+    return v <= 65535;
+}
+
 #endif

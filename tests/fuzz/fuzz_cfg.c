@@ -23,30 +23,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define ARGV_MAX 128
 
-/* "0" or 1..5 digits without a leading zero, at most 65535. */
-static bool
-port_ok(const char *p)
-{
-    size_t n = strnlen(p, 6);
-    unsigned long v = 0;
-
-    if (n == 0 || n > 5 || (p[0] == '0' && n > 1))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return false;
-        v = v * 10 + (unsigned long)(p[i] - '0');
-    }
-    return v <= 65535;
-}
-
 static bool
 listen_ok(const struct cfg_listen *l)
 {
     size_t n = strnlen(l->host, CFG_HOST_MAX);
 
     return (l->proto == CFG_PROTO_CHAT || l->proto == CFG_PROTO_ECHO) && n < CFG_HOST_MAX &&
-           memchr(l->host, '[', n) == NULL && memchr(l->host, ']', n) == NULL && port_ok(l->port);
+           memchr(l->host, '[', n) == NULL && memchr(l->host, ']', n) == NULL &&
+           fuzz_port_ok(l->port);
 }
 
 #define IN(v, lo, hi) ((v) >= (lo) && (v) <= (hi))

@@ -22,22 +22,6 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static bool
-port_ok(const char *p)
-{
-    size_t n = strnlen(p, 6);
-    unsigned long v = 0;
-
-    if (n == 0 || n > 5 || (p[0] == '0' && n > 1))
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return false;
-        v = v * 10 + (unsigned long)(p[i] - '0');
-    }
-    return v <= 65535;
-}
-
-static bool
 hostname_ok(const char *h)
 {
     for (; *h != '\0'; h++)
@@ -68,7 +52,7 @@ check_ok(const char *spec, const struct cfg_listen *l)
 
     FUZZ_CHECK(n < CFG_HOST_MAX);
     FUZZ_CHECK(strchr(l->host, '[') == NULL && strchr(l->host, ']') == NULL);
-    FUZZ_CHECK(port_ok(l->port));
+    FUZZ_CHECK(fuzz_port_ok(l->port));
     if (strchr(l->host, ':') != NULL)
         FUZZ_CHECK(ipv6_ok(l->host));
     else
