@@ -61,6 +61,8 @@ loop_timer_armed(const struct loop_timer *t)
 /* Time of the current iteration's wake-up: cheap, and stable while a batch
  * of events is dispatched. */
 uint64_t loop_now(const struct loop *l);
+/* The same instant in microseconds (same clock: loop_now() is this / 1000). */
+uint64_t loop_now_us(const struct loop *l);
 /* Re-read the clock into loop_now() (it never goes back) and return it: for
  * a handler whose timestamps matter that runs late in a long batch. */
 uint64_t loop_refresh(struct loop *l);

@@ -17,6 +17,8 @@ char *xstrdup(const char *s);
 
 /* Milliseconds on CLOCK_MONOTONIC: only differences mean anything. */
 uint64_t util_now_ms(void);
+/* The same clock in microseconds. */
+uint64_t util_now_us(void);
 
 #define UTIL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define UTIL_MIN(a, b)    ((a) < (b) ? (a) : (b))

@@ -31,7 +31,7 @@ struct loop_fd {
 struct loop {
     int epfd;
     bool stop;
-    uint64_t now;
+    uint64_t now_us;     /* the iteration's wake-up; loop_now() is its ms */
     struct loop_fd *fds; /* indexed by fd */
     uint8_t *evs;        /* indexed by fd: LOOP_READ | LOOP_WRITE */
     size_t nfds;         /* entries initialised: fds below are valid indexes */
@@ -57,7 +57,7 @@ loop_new(struct loop **out)
         return rc;
     }
     l->sigfd = -1;
-    l->now = util_now_ms();
+    l->now_us = util_now_us();
     *out = l;
     return 0;
 }
@@ -151,17 +151,23 @@ loop_events(const struct loop *l, int fd)
 uint64_t
 loop_now(const struct loop *l)
 {
-    return l->now;
+    return l->now_us / 1000;
+}
+
+uint64_t
+loop_now_us(const struct loop *l)
+{
+    return l->now_us;
 }
 
 uint64_t
 loop_refresh(struct loop *l)
 {
-    uint64_t now = util_now_ms();
+    uint64_t now = util_now_us();
 
-    if (now > l->now)
-        l->now = now;
-    return l->now;
+    if (now > l->now_us)
+        l->now_us = now;
+    return loop_now(l);
 }
 
 /* --- timers: a binary min-heap on `when`; slot = index + 1 --------------- */
@@ -257,7 +263,7 @@ loop_fire_timers(struct loop *l)
 {
     size_t budget = l->nheap;
 
-    while (budget-- > 0 && l->nheap > 0 && l->heap[0]->when <= l->now) {
+    while (budget-- > 0 && l->nheap > 0 && l->heap[0]->when <= loop_now(l)) {
         struct loop_timer *t = l->heap[0];
         loop_timer_stop(l, t);
         t->fn(l, t, t->arg);
@@ -267,17 +273,17 @@ loop_fire_timers(struct loop *l)
 static int
 loop_timeout(const struct loop *l)
 {
-    uint64_t when;
+    uint64_t when, now = loop_now(l);
 
     if (l->stop)
         return 0;
     if (l->nheap == 0)
         return -1;
     when = l->heap[0]->when;
-    if (when <= l->now)
+    if (when <= now)
         return 0;
     /* +1: epoll rounds down; waking a millisecond late beats spinning early */
-    return when - l->now >= INT32_MAX ? INT32_MAX : (int)(when - l->now) + 1;
+    return when - now >= INT32_MAX ? INT32_MAX : (int)(when - now) + 1;
 }
 
 /* --- signals ------------------------------------------------------------- */
@@ -370,7 +376,7 @@ loop_run(struct loop *l)
 
         if (n < 0 && errno != EINTR)
             return -errno;
-        l->now = util_now_ms();
+        l->now_us = util_now_us();
         if (n > 0)
             loop_dispatch(l, evs, n);
         loop_fire_timers(l);

@@ -66,7 +66,7 @@ xstrdup(const char *s)
 }
 
 uint64_t
-util_now_ms(void)
+util_now_us(void)
 {
     struct timespec ts;
 
@@ -75,5 +75,11 @@ util_now_ms(void)
         log_err("clock_gettime(CLOCK_MONOTONIC) failed");
         abort();
     }
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t
+util_now_ms(void)
+{
+    return util_now_us() / 1000u;
 }
