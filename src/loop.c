@@ -273,17 +273,22 @@ loop_fire_timers(struct loop *l)
 static int
 loop_timeout(const struct loop *l)
 {
-    uint64_t when, now = loop_now(l);
+    uint64_t when, now_us;
 
     if (l->stop)
         return 0;
     if (l->nheap == 0)
         return -1;
+    /* from the time now, not the iteration's wake-up: a long iteration
+     * (a big fan-out) would otherwise make every timer late by its length */
     when = l->heap[0]->when;
-    if (when <= now)
+    now_us = util_now_us();
+    if (when <= now_us / 1000)
         return 0;
-    /* +1: epoll rounds down; waking a millisecond late beats spinning early */
-    return when - now >= INT32_MAX ? INT32_MAX : (int)(when - now) + 1;
+    if (when - now_us / 1000 >= INT32_MAX)
+        return INT32_MAX; /* and when * 1000 might not fit */
+    /* rounded up: waking a fraction of a millisecond late beats spinning */
+    return (int)((when * 1000 - now_us + 999) / 1000);
 }
 
 /* --- signals ------------------------------------------------------------- */
