@@ -14,7 +14,76 @@
 
 #include "buf.h"
 
-#define BUF_MIN_CAP 512
+#define BUF_MIN_CAP   512
+#define BUF_CACHE_MAX 4096 /* blocks kept for reuse: 2 MiB */
+
+/*
+ * Freed minimum-size blocks, kept for the next buf that needs one. A chat
+ * fan-out allocates one per receiver and frees it once written, every
+ * message: through malloc that is a trip through its bins for each, and a
+ * room of a thousand receivers frees enough at once for malloc to give the
+ * top of the heap back to the kernel and fault it in again next message.
+ * A LIFO list reuses the block touched last (still in cache) in O(1). The
+ * daemon is single-threaded, and this is allocator state like malloc's
+ * own, so it is static. Under ASan a cached block is poisoned: a stale
+ * pointer into it is still caught.
+ */
+struct buf_block {
+    struct buf_block *next;
+};
+static struct buf_block *buf_cache;
+static size_t buf_cached;
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define BUF_POISON(p, n)   ASAN_POISON_MEMORY_REGION(p, n)
+#define BUF_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define BUF_POISON(p, n)   ((void)(p), (void)(n))
+#define BUF_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+static uint8_t *
+buf_block_get(size_t cap)
+{
+    struct buf_block *b = buf_cache;
+
+    if (cap != BUF_MIN_CAP || b == NULL)
+        return malloc(cap);
+    BUF_UNPOISON(b + 1, BUF_MIN_CAP - sizeof(*b));
+    buf_cache = b->next;
+    buf_cached--;
+    return (uint8_t *)b;
+}
+
+static void
+buf_block_put(uint8_t *p, size_t cap)
+{
+    struct buf_block *b = (struct buf_block *)(void *)p;
+
+    if (p == NULL || cap != BUF_MIN_CAP || buf_cached >= BUF_CACHE_MAX) {
+        free(p);
+        return;
+    }
+    b->next = buf_cache;
+    buf_cache = b;
+    buf_cached++;
+    /* not the link: LeakSanitizer follows no pointer kept in poisoned
+     * memory, and would report every cached block below the top */
+    BUF_POISON(b + 1, BUF_MIN_CAP - sizeof(*b));
+}
+
+void
+buf_cache_trim(void)
+{
+    while (buf_cache) {
+        struct buf_block *b = buf_cache;
+        BUF_UNPOISON(b + 1, BUF_MIN_CAP - sizeof(*b));
+        buf_cache = b->next;
+        free(b);
+    }
+    buf_cached = 0;
+}
 
 void
 buf_init(struct buf *b)
@@ -26,7 +95,7 @@ buf_init(struct buf *b)
 void
 buf_fini(struct buf *b)
 {
-    free(b->data);
+    buf_block_put(b->data, b->cap);
     buf_init(b);
 }
 
@@ -61,11 +130,11 @@ buf_make_room(struct buf *b, size_t n)
     if (cap > UINT32_MAX)
         cap = need; /* <= UINT32_MAX, checked above */
     /* realloc would copy the dead head too: allocate and copy the live part */
-    if ((p = malloc((size_t)cap)) == NULL)
+    if ((p = buf_block_get((size_t)cap)) == NULL)
         return -ENOMEM;
     if (b->len)
         memcpy(p, b->data + b->off, b->len);
-    free(b->data);
+    buf_block_put(b->data, b->cap);
     b->data = p;
     b->off = 0;
     b->cap = (uint32_t)cap;

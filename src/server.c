@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "chat.h"
 #include "client_table.h"
 #include "echo.h"
@@ -781,4 +782,5 @@ server_free(struct server *srv)
     loop_free(srv->loop);
     free(srv->ips);
     free(srv);
+    buf_cache_trim(); /* every buf is gone: give back the blocks kept for reuse */
 }
