@@ -86,8 +86,10 @@ struct client_ops {
 };
 
 /* Queue bytes for c; they are written at the end of this loop iteration
- * (one write per client per iteration, however many lines it was sent).
- * A no-op for a closing client. Returns 0 or -ENOMEM. */
+ * (one write per client per iteration, however many lines it was sent),
+ * or, while writing keeps the server busy, possibly held a little longer
+ * so that c's next output shares the write (pacer.h: at most a hold limit,
+ * at most 10 ms). A no-op for a closing client. Returns 0 or -ENOMEM. */
 int client_send(struct client *c, const void *p, size_t n);
 /* Like client_send(), but write at once when nothing is queued (echo: no
  * copy, no waiting for the end of the iteration). */

@@ -340,8 +340,9 @@ chat_notice(struct chat *ch, struct client *c, const char *fmt, ...)
  * lines of ~100 bytes that memcpy is cheaper than sharing one refcounted
  * buffer: sharing needs a queue node per receiver anyway (an allocation and
  * a pointer chase, more than copying the bytes), and the client layer
- * already coalesces everything a receiver gets in one loop iteration into
- * one contiguous write. Returns the number of receivers.
+ * already coalesces everything a receiver gets in one loop iteration (or,
+ * when busy, in one hold: pacer.h) into one contiguous write. Returns the
+ * number of receivers.
  */
 static size_t
 chat_room_send(struct room *r, struct chat_user *except, const char *p, size_t n)

@@ -11,6 +11,10 @@
  * - Output: queued per client and written once at the end of the loop
  *   iteration, however many lines were queued; EPOLLOUT is armed only when
  *   the kernel refused part of it, and disarmed as soon as the queue drains.
+ *   The flush queue is FIFO, and while writing keeps the server busy the
+ *   pacer (pacer.h) may hold its newest third for a moment, so that the
+ *   next lines for those clients share one write with these: a write costs
+ *   per segment, not per byte.
  * - Closing is deferred to the end of the iteration (client_table_flush), so
  *   a client is never freed while a caller up the stack (a fan-out loop, say)
  *   still holds it. A graceful finish flushes, sends FIN, then reads and
@@ -42,6 +46,7 @@
 #include "buf.h"
 #include "client_table.h"
 #include "log.h"
+#include "pacer.h"
 #include "util.h"
 
 #define CLIENT_SCRATCH   (64 * 1024)
@@ -62,6 +67,11 @@ enum {
     CL_LISTED = 1u << 8,    /* on the idle or the linger list */
     CL_USED = 1u << 9       /* the slot holds a client (a free slot is zeros) */
 };
+
+/* Queue times are kept in 16 bits of 64 µs ticks: they wrap after 4.2 s,
+ * and nothing waits in the queue for more than a hold limit (10 ms) plus
+ * one loop iteration. */
+#define CLIENT_TICK_SHIFT 6
 
 struct client_list {
     struct client *head; /* oldest activity */
@@ -88,7 +98,10 @@ struct client {
     uint16_t active_hi;  /* and high bits */
     uint16_t flags;
     uint16_t port;
-    uint16_t err;   /* errno of the failure that closed it, for the log */
+    union {              /* one or the other: a closing client is never held */
+        uint16_t err;    /* closing: errno of the failure, for the log */
+        uint16_t queued; /* on the flush queue: when, in CLIENT_TICK_SHIFT ticks */
+    };
     uint8_t why;    /* enum client_why, once closing or finishing */
     uint8_t family; /* AF_INET or AF_INET6 */
     uint8_t proto;  /* its ops and ctx: t->protos[proto] */
@@ -114,8 +127,13 @@ struct client_table {
     struct client_list linger; /* finishing clients */
     struct loop_timer idle_timer;
     struct loop_timer linger_timer;
-    struct client *dirty; /* flush queue, through qnext */
-    struct client *reap;  /* closed clients to free, through next */
+    struct client *dirty; /* flush queue (FIFO, oldest first), through qnext */
+    struct client *dirty_tail;
+    size_t ndirty;                /* clients on the flush queue */
+    bool fresh;                   /* clients were queued since the last flush */
+    struct pacer pacer;           /* how much of the flush queue may wait */
+    struct loop_timer hold_timer; /* when the oldest held output is due */
+    struct client *reap;          /* closed clients to free, through next */
     client_hook_fn *hook;
     void *hookarg;
     struct client_stats st;
@@ -287,6 +305,8 @@ client_list_put(struct client *c)
 
 /* --- events -------------------------------------------------------------- */
 
+static void client_fail(struct client *c, int err);
+
 static void
 client_update_events(struct client *c)
 {
@@ -300,29 +320,42 @@ client_update_events(struct client *c)
         ev |= LOOP_READ;
     if (c->flags & CL_WANT_OUT)
         ev |= LOOP_WRITE;
-    if ((rc = loop_mod(c->tab->loop, c->fd, ev)) < 0) {
-        c->err = (uint16_t)-rc;
-        client_close(c, CLIENT_WHY_ERROR);
-    }
+    if ((rc = loop_mod(c->tab->loop, c->fd, ev)) < 0)
+        client_fail(c, -rc);
 }
 
+/* Queue c for the end-of-iteration flush, at the young end. Output for a
+ * client that is already queued just joins what it has: if the pacer is
+ * holding it, that is the batching paying off. */
 static void
 client_mark_dirty(struct client *c)
 {
-    if (c->flags & CL_DIRTY)
+    struct client_table *t = c->tab;
+
+    if (c->flags & CL_DIRTY) {
+        pacer_joined(&t->pacer);
         return;
+    }
     c->flags |= CL_DIRTY;
-    c->qnext = client_ref(c->tab->dirty);
-    c->tab->dirty = c;
+    c->queued = (uint16_t)(loop_now_us(t->loop) >> CLIENT_TICK_SHIFT);
+    c->qnext = 0;
+    if (t->dirty_tail)
+        t->dirty_tail->qnext = client_ref(c);
+    else
+        t->dirty = c;
+    t->dirty_tail = c;
+    t->ndirty++;
+    t->fresh = true;
 }
 
 static void client_reap_later(struct client *c);
 
+/* Close c for an error; the errno is kept for the log line. */
 static void
 client_fail(struct client *c, int err)
 {
-    c->err = (uint16_t)err;
     client_close(c, CLIENT_WHY_ERROR);
+    c->err = (uint16_t)err;
 }
 
 /* Our FIN is out. With theirs already in, nothing is left to wait for. */
@@ -402,8 +435,8 @@ client_read(struct client *c)
         return; /* closing: input is read only so that close sends no RST */
     int rc = client_ops(c)->read(c, t->scratch, (size_t)n);
     if (rc < 0 && !(c->flags & CL_CLOSING)) {
-        c->err = (uint16_t)-rc;
         client_close(c, CLIENT_WHY_PROTOCOL);
+        c->err = (uint16_t)-rc;
     }
 }
 
@@ -493,6 +526,27 @@ client_wake_at(struct client *c, uint64_t when_ms)
     loop_timer_set(c->tab->loop, c->wake, when_ms);
 }
 
+/* How long c has been on the flush queue at now (µs), to a tick. */
+static uint64_t
+client_queued_for(const struct client *c, uint64_t now)
+{
+    uint16_t ticks = (uint16_t)((uint16_t)(now >> CLIENT_TICK_SHIFT) - c->queued);
+
+    return (uint64_t)ticks << CLIENT_TICK_SHIFT;
+}
+
+/* The oldest held output is due: judge the hold (a wasted one turns
+ * batching off for a while); the flush after the timers writes it. */
+static void
+client_on_hold(struct loop *l, struct loop_timer *tm, void *arg)
+{
+    struct client_table *t = arg;
+
+    (void)tm;
+    if (pacer_expired(&t->pacer, loop_now_us(l)))
+        log_debug("output batching paused: held output was not joined by more");
+}
+
 /* --- the table ----------------------------------------------------------- */
 
 int
@@ -509,6 +563,8 @@ client_table_new(struct client_table **out, struct loop *l, int maxfd,
     t->chunks = xcalloc(t->nchunks, sizeof(*t->chunks));
     loop_timer_init(&t->idle_timer, client_on_idle, t);
     loop_timer_init(&t->linger_timer, client_on_linger, t);
+    loop_timer_init(&t->hold_timer, client_on_hold, t);
+    pacer_init(&t->pacer, loop_now_us(l));
     *out = t;
     return 0;
 }
@@ -608,9 +664,28 @@ client_reap_later(struct client *c)
     c->tab->reap = c;
 }
 
+/*
+ * Take clients off the flush queue, oldest first, and write each one's
+ * output once; free the closed ones. The pacer says how many of the newest
+ * may stay queued (held) when writing keeps the server busy; a held client
+ * is still written once its hold limit has passed, and the hold timer
+ * brings the loop back for that.
+ */
 void
 client_table_flush(struct client_table *t)
 {
+    uint64_t start = 0, limit = 0;
+    size_t take = SIZE_MAX;
+
+    if (t->dirty) {
+        size_t hold;
+        start = util_now_us();
+        hold = pacer_begin(&t->pacer, start, t->ndirty, t->fresh);
+        t->fresh = false;
+        if (hold > 0)
+            take = t->ndirty - hold; /* and what is queued meanwhile waits too */
+        limit = pacer_hold_limit(&t->pacer);
+    }
     for (;;) {
         struct client *c;
 
@@ -620,7 +695,19 @@ client_table_flush(struct client_table *t)
             continue;
         }
         if ((c = t->dirty) != NULL) {
+            if (take == 0 && !(c->flags & (CL_CLOSING | CL_WANT_OUT))) {
+                uint64_t waited = client_queued_for(c, start);
+                if (waited < limit) {
+                    pacer_held(&t->pacer);
+                    loop_timer_set(t->loop, &t->hold_timer, (start + limit - waited + 999) / 1000);
+                    break;
+                }
+            }
+            take -= take > 0;
             t->dirty = client_at(t, c->qnext);
+            if (t->dirty == NULL)
+                t->dirty_tail = NULL;
+            t->ndirty--;
             c->qnext = 0;
             c->flags &= ~CL_DIRTY;
             if (c->flags & CL_CLOSING)
@@ -630,6 +717,12 @@ client_table_flush(struct client_table *t)
             continue;
         }
         break;
+    }
+    if (start)
+        pacer_spent(&t->pacer, util_now_us() - start);
+    if (t->dirty == NULL && pacer_holding(&t->pacer)) {
+        pacer_drained(&t->pacer);
+        loop_timer_stop(t->loop, &t->hold_timer);
     }
 }
 
@@ -646,6 +739,7 @@ client_table_free(struct client_table *t)
     client_table_flush(t);
     loop_timer_stop(t->loop, &t->idle_timer);
     loop_timer_stop(t->loop, &t->linger_timer);
+    loop_timer_stop(t->loop, &t->hold_timer);
     for (size_t i = 0; i < t->nchunks; i++)
         free(t->chunks[i]);
     free(t->chunks);
@@ -735,8 +829,8 @@ client_new(struct client_table *t, int fd, const struct net_addr *peer,
     if (t->hook)
         t->hook(c, true, t->hookarg);
     if (ops->open && (rc = ops->open(c)) < 0 && !(c->flags & CL_CLOSING)) {
-        c->err = (uint16_t)-rc;
         client_close(c, CLIENT_WHY_PROTOCOL);
+        c->err = (uint16_t)-rc;
     }
     return c;
 }
@@ -831,6 +925,7 @@ client_close(struct client *c, enum client_why why)
     client_unlist(c);
     c->flags |= CL_CLOSING;
     c->why = (uint8_t)why;
+    c->err = 0;                    /* it held the queue time; a failure sets it after this */
     loop_del(c->tab->loop, c->fd); /* no events for it any more */
     /* still on the flush queue: the queue hands it over, so that it is never
      * freed while the queue points at it (and never newly queued: sends to a
