@@ -33,6 +33,8 @@ struct client_limits {
 struct client_stats {
     uint64_t bytes_in;
     uint64_t bytes_out;
+    uint64_t writes; /* sends of queued output */
+    uint64_t held;   /* of which output that the pacer had held (batched) */
     uint64_t accepted;
     uint64_t closed[CLIENT_WHY_COUNT];
 };

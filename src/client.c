@@ -386,6 +386,7 @@ client_flush(struct client *c)
         return;
     if (len > 0) {
         ssize_t n = send(c->fd, buf_data(&c->out), len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        t->st.writes++;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             client_fail(c, errno);
             return;
@@ -710,10 +711,14 @@ client_table_flush(struct client_table *t)
             t->ndirty--;
             c->qnext = 0;
             c->flags &= ~CL_DIRTY;
-            if (c->flags & CL_CLOSING)
+            if (c->flags & CL_CLOSING) {
                 client_reap_later(c); /* client_close left it to us */
-            else if (!(c->flags & CL_WANT_OUT))
+            } else if (!(c->flags & CL_WANT_OUT)) {
+                /* queued in an earlier iteration: only a hold keeps it */
+                if (c->queued != (uint16_t)(loop_now_us(t->loop) >> CLIENT_TICK_SHIFT))
+                    t->st.held++;
                 client_flush(c);
+            }
             continue;
         }
         break;

@@ -441,11 +441,13 @@ server_log_stats(struct server *srv)
     if (srv->chat)
         chat_stats(srv->chat, &cs);
     log_notice("stats: clients %zu (chat %zu, echo %zu), rooms %zu, bytes in %llu out %llu, "
+               "writes %llu held %llu, "
                "chat lines %llu relayed %llu, accepted %llu, closed: bye %llu error %llu "
                "output-limit %llu idle %llu linger %llu protocol %llu shutdown %llu, "
                "refused %llu, shed %llu",
                srv->nchat + srv->necho, srv->nchat, srv->necho, cs.rooms,
                (unsigned long long)st->bytes_in, (unsigned long long)st->bytes_out,
+               (unsigned long long)st->writes, (unsigned long long)st->held,
                (unsigned long long)cs.lines, (unsigned long long)cs.relayed,
                (unsigned long long)st->accepted, (unsigned long long)st->closed[CLIENT_WHY_BYE],
                (unsigned long long)st->closed[CLIENT_WHY_ERROR],

@@ -677,6 +677,72 @@ test_chat_fanout_1000_lines_in_order_to_3(void **state)
     assert_int_equal(h_stop(&f->d, WAIT_MS), 0);
 }
 
+/* A number from the daemon's SIGUSR1 line: the one after key. */
+static long
+stats_number(struct fixture *f, const char *key)
+{
+    char line[2048] = "";
+    const char *p;
+    FILE *fp = fopen(f->d.log_path, "r");
+
+    assert_non_null(fp);
+    while (fgets(line, sizeof(line), fp) != NULL)
+        if (strstr(line, "stats:") != NULL)
+            break;
+    fclose(fp);
+    if ((p = strstr(line, key)) == NULL)
+        fail_msg("no \"%s\" in the stats line: %s", key, line);
+    return strtol(p + strlen(key), NULL, 10);
+}
+
+/*
+ * Sustained fan-out that keeps the daemon busy writing: 400 receivers and
+ * a sender pacing 500 lines about 0.2 ms apart (each line is 400 writes).
+ * The output pacer then holds part of each flush, so later lines join the
+ * held ones: the statistics count writes that carried held output, and
+ * fewer writes than deliveries. Batching loses and reorders nothing: every
+ * receiver gets every line, in order. The receivers read only at the end
+ * (their socket buffers take the 10 KB each), so the test cannot pace the
+ * daemon by reading.
+ */
+static void
+test_chat_fanout_under_load_batched_without_loss(void **state)
+{
+    enum { NRECV = 400, NLINES = 500 };
+    static const char *const args[] = { "--rate-limit", "0", "--announce-max", "0", NULL };
+    struct fixture *f = *state;
+    struct h_conn *a, **r = calloc(NRECV, sizeof(*r));
+    const struct timespec gap = { 0, 200 * 1000 };
+    long writes, held;
+
+    assert_non_null(r);
+    start(f, args);
+    a = user(f, "alice", NULL);
+    for (int i = 0; i < NRECV; i++)
+        r[i] = user(f, NULL, NULL);
+    for (int i = 0; i < NLINES; i++) {
+        char line[32];
+        int n = snprintf(line, sizeof(line), "load %d\n", i);
+        h_write_all(a->fd, line, (size_t)n);
+        nanosleep(&gap, NULL);
+    }
+    for (int i = 0; i < NRECV; i++)
+        expect_sequence(r[i], "alice", "load", NLINES);
+    h_signal(&f->d, SIGUSR1);
+    assert_true(h_wait_log(&f->d, "stats:", WAIT_MS));
+    writes = stats_number(f, "writes ");
+    held = stats_number(f, "held ");
+    print_message("fan-out under load: %d deliveries in %ld writes, %ld of them held\n",
+                  NRECV * NLINES, writes, held);
+    assert_true(held > 0);
+    assert_true(writes < (long)NRECV * NLINES);
+    for (int i = 0; i < NRECV; i++)
+        h_conn_close(r[i]);
+    h_conn_close(a);
+    free(r);
+    assert_int_equal(h_stop(&f->d, WAIT_MS), 0);
+}
+
 /* --rate-limit 50 (burst 250): 400 pasted lines all arrive in order, the
  * last 150 paced at 50/s, so it takes about 3 s; the sender stays. */
 static void
@@ -917,6 +983,7 @@ main(void)
         T(test_chat_invalid_utf8_replaced_valid_kept),
         T(test_chat_overlong_line_discarded_connection_stays),
         T(test_chat_fanout_1000_lines_in_order_to_3),
+        T(test_chat_fanout_under_load_batched_without_loss),
         T(test_chat_rate_limit_delays_without_loss),
         T(test_chat_slow_reader_dropped_others_keep_receiving),
         T(test_chat_max_clients_refuses_with_notice),
