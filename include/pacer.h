@@ -16,7 +16,8 @@
  *   a little latency and the median none.
  * - Held output waits at most the hold limit: twice the usual interval
  *   between flushes that brought new output (waiting longer is waiting for
- *   a message that is not coming), never more than PACER_HOLD_MAX_US.
+ *   a message that is not coming), never more than PACER_HOLD_MAX_US (to
+ *   the loop timer's millisecond).
  * - A hold that nothing joined was pure delay: the traffic is closed-loop
  *   (the next message waits for this one, as in request/response), and
  *   holding only slows it. Batching is then off for a back-off period (1 s,
