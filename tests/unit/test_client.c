@@ -1601,7 +1601,7 @@ test_client_hold_limit_writes_held_output_and_wasted_hold_stops_batching(void **
     assert_true(run_until(f, done_crowd, 3000));
     f->no_tick = false;
     waited = util_now_us() - t0;
-    if (!under_valgrind() && waited >= 500000)
+    if (!under_valgrind() && waited >= 100000)
         fail_msg("held output written after %llu us", (unsigned long long)waited);
     assert_newest_held(cr, CROWD); /* nothing held any more */
     crowd_check(cr);
