@@ -677,6 +677,7 @@ client_table_flush(struct client_table *t)
 {
     uint64_t start = 0, limit = 0;
     size_t take = SIZE_MAX;
+    uint16_t tick = (uint16_t)(loop_now_us(t->loop) >> CLIENT_TICK_SHIFT);
 
     if (t->dirty) {
         size_t hold;
@@ -715,7 +716,7 @@ client_table_flush(struct client_table *t)
                 client_reap_later(c); /* client_close left it to us */
             } else if (!(c->flags & CL_WANT_OUT)) {
                 /* queued in an earlier iteration: only a hold keeps it */
-                if (c->queued != (uint16_t)(loop_now_us(t->loop) >> CLIENT_TICK_SHIFT))
+                if (c->queued != tick)
                     t->st.held++;
                 client_flush(c);
             }

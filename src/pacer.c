@@ -8,9 +8,7 @@
  * quiet spell (a broadcast to a big room, say).
  */
 #include "pacer.h"
-
-#define PACER_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define PACER_MAX(a, b) ((a) > (b) ? (a) : (b))
+#include "util.h" /* UTIL_MIN, UTIL_MAX: macros only, nothing to link */
 
 void
 pacer_init(struct pacer *p, uint64_t now)
@@ -23,14 +21,14 @@ pacer_begin(struct pacer *p, uint64_t now, size_t queued, bool fresh)
 {
     if (now > p->refilled) {
         /* clamped first: after a long quiet spell the bucket is just full */
-        uint64_t dt = PACER_MIN(now - p->refilled, 4 * (uint64_t)PACER_BURST_US);
+        uint64_t dt = UTIL_MIN(now - p->refilled, 4 * (uint64_t)PACER_BURST_US);
         p->credit =
-            PACER_MIN(p->credit + (int64_t)(dt * PACER_SHARE_PCT / 100), (int64_t)PACER_BURST_US);
+            UTIL_MIN(p->credit + (int64_t)(dt * PACER_SHARE_PCT / 100), (int64_t)PACER_BURST_US);
         p->refilled = now;
     }
     if (fresh) {
         if (p->last_fresh) {
-            uint64_t gap = PACER_MIN(now - p->last_fresh, (uint64_t)PACER_HOLD_MAX_US);
+            uint64_t gap = UTIL_MIN(now - p->last_fresh, (uint64_t)PACER_HOLD_MAX_US);
             /* the first interval sets the mean: a hold must not expire
              * early (and look wasted) while the mean is still warming up */
             p->gap8 = p->gap8 ? p->gap8 + gap - p->gap8 / 8 : gap * 8;
@@ -47,9 +45,9 @@ pacer_begin(struct pacer *p, uint64_t now, size_t queued, bool fresh)
 void
 pacer_spent(struct pacer *p, uint64_t us)
 {
-    int64_t spent = (int64_t)PACER_MIN(us, (uint64_t)PACER_BURST_US);
+    int64_t spent = (int64_t)UTIL_MIN(us, (uint64_t)PACER_BURST_US);
 
-    p->credit = PACER_MAX(p->credit - spent, -(int64_t)PACER_BURST_US);
+    p->credit = UTIL_MAX(p->credit - spent, -(int64_t)PACER_BURST_US);
 }
 
 void
@@ -78,7 +76,7 @@ pacer_expired(struct pacer *p, uint64_t now)
         return false;
     }
     p->backoff =
-        p->backoff ? PACER_MIN(p->backoff * 2, (uint64_t)PACER_BACKOFF_MAX_US) : PACER_BACKOFF_US;
+        p->backoff ? UTIL_MIN(p->backoff * 2, (uint64_t)PACER_BACKOFF_MAX_US) : PACER_BACKOFF_US;
     p->quiet_until = now + p->backoff;
     p->holding = false;
     return true;
@@ -96,7 +94,7 @@ pacer_hold_limit(const struct pacer *p)
 {
     uint64_t limit = p->gap8 / 4; /* twice the mean */
 
-    return PACER_MAX((uint64_t)PACER_HOLD_MIN_US, PACER_MIN(limit, (uint64_t)PACER_HOLD_MAX_US));
+    return UTIL_MAX((uint64_t)PACER_HOLD_MIN_US, UTIL_MIN(limit, (uint64_t)PACER_HOLD_MAX_US));
 }
 
 bool

@@ -508,6 +508,27 @@ h_count_log(struct h_daemon *d, const char *needle)
     return count;
 }
 
+long
+h_log_number(struct h_daemon *d, const char *needle, const char *key)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    const char *p = NULL;
+    long v;
+    FILE *f = fopen(d->log_path, "r");
+
+    assert_non_null(f);
+    while (p == NULL && getline(&line, &cap, f) >= 0)
+        if (strstr(line, needle) != NULL && (p = strstr(line, key)) == NULL)
+            fail_msg("no \"%s\" in the log line: %s", key, line);
+    fclose(f);
+    if (p == NULL)
+        fail_msg("no log line contains \"%s\"", needle);
+    v = strtol(p + strlen(key), NULL, 10);
+    free(line);
+    return v;
+}
+
 /* A log file has nothing to poll() on, so re-read it every few ms until the
  * deadline. The daemon writes whole lines, so a partial read is harmless. */
 bool

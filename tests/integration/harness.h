@@ -98,6 +98,9 @@ const char *h_wait_notify(struct h_daemon *d, const char *needle, int timeout_ms
 bool h_wait_log(struct h_daemon *d, const char *needle, int timeout_ms);
 /* How many log lines so far contain needle. */
 int h_count_log(struct h_daemon *d, const char *needle);
+/* The number after key in the first log line containing needle; fails the
+ * test if there is none (needle "stats:", key "held ": a SIGUSR1 count). */
+long h_log_number(struct h_daemon *d, const char *needle, const char *key);
 
 /* True when tests/valgrind.sh runs the daemon under valgrind (it exports
  * ECHOCHAT_VALGRIND=1): a check that cannot hold there (RLIMIT_NOFILE, which

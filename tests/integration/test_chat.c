@@ -677,34 +677,6 @@ test_chat_fanout_1000_lines_in_order_to_3(void **state)
     assert_int_equal(h_stop(&f->d, WAIT_MS), 0);
 }
 
-/* A number from the daemon's SIGUSR1 line: the one after key. */
-static long
-stats_number(struct fixture *f, const char *key)
-{
-    char line[2048] = "";
-    const char *p;
-    FILE *fp = fopen(f->d.log_path, "r");
-
-    assert_non_null(fp);
-    while (fgets(line, sizeof(line), fp) != NULL)
-        if (strstr(line, "stats:") != NULL)
-            break;
-    fclose(fp);
-    if ((p = strstr(line, key)) == NULL)
-        fail_msg("no \"%s\" in the stats line: %s", key, line);
-    return strtol(p + strlen(key), NULL, 10);
-}
-
-/*
- * Sustained fan-out that keeps the daemon busy writing: 400 receivers and
- * a sender pacing 500 lines about 0.2 ms apart (each line is 400 writes).
- * The output pacer then holds part of each flush, so later lines join the
- * held ones: the statistics count writes that carried held output, and
- * fewer writes than deliveries. Batching loses and reorders nothing: every
- * receiver gets every line, in order. The receivers read only at the end
- * (their socket buffers take the 10 KB each), so the test cannot pace the
- * daemon by reading.
- */
 static void
 test_chat_fanout_under_load_batched_without_loss(void **state)
 {
@@ -730,8 +702,8 @@ test_chat_fanout_under_load_batched_without_loss(void **state)
         expect_sequence(r[i], "alice", "load", NLINES);
     h_signal(&f->d, SIGUSR1);
     assert_true(h_wait_log(&f->d, "stats:", WAIT_MS));
-    writes = stats_number(f, "writes ");
-    held = stats_number(f, "held ");
+    writes = h_log_number(&f->d, "stats:", "writes ");
+    held = h_log_number(&f->d, "stats:", "held ");
     print_message("fan-out under load: %d deliveries in %ld writes, %ld of them held\n",
                   NRECV * NLINES, writes, held);
     assert_true(held > 0);

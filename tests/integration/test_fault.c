@@ -1594,24 +1594,6 @@ rf_done(struct rf_recv *rs)
     return true;
 }
 
-/* A number from the daemon's SIGUSR1 line: the one after `key`. */
-static long
-stat_count(struct fixture *f, const char *key)
-{
-    char line[2048] = "";
-    const char *p;
-    FILE *fp = fopen(f->d.log_path, "r");
-
-    assert_non_null(fp);
-    while (fgets(line, sizeof(line), fp) != NULL)
-        if (strstr(line, "stats:") != NULL)
-            break;
-    fclose(fp);
-    if ((p = strstr(line, key)) == NULL)
-        fail_msg("no \"%s\" in the stats line: %s", key, line);
-    return strtol(p + strlen(key), NULL, 10);
-}
-
 static void
 test_fault_reset_mid_fanout_others_get_every_line(void **state)
 {
@@ -1702,7 +1684,7 @@ test_fault_reset_mid_fanout_others_get_every_line(void **state)
     /* the resets reached the daemon as errors, not as goodbyes */
     h_signal(&f->d, SIGUSR1);
     assert_true(h_wait_log(&f->d, "stats:", H_TIMEOUT_MS));
-    errors = stat_count(f, "error ");
+    errors = h_log_number(&f->d, "stats:", "error ");
     print_message("fan-out: the daemon counted %ld connections closed by an error\n", errors);
     assert_true(errors >= RF_RESET / 2);
     /* the daemon stays up and stops cleanly */
