@@ -535,6 +535,45 @@ test_loop_deadline_set_in_callback_shortens_wait(void **state)
     loop_timer_stop(f->l, &far.t);
 }
 
+/* A handler that runs 40 ms, then sets a timer 10 ms after its own end. */
+static void
+on_fd_slow_sets_timer(struct loop *l, int fd, uint32_t ev, void *arg)
+{
+    struct trec *r = arg;
+    uint64_t until = util_now_ms() + 40;
+    char b[8];
+
+    (void)ev;
+    while (read(fd, b, sizeof(b)) > 0)
+        ;
+    while (util_now_ms() < until)
+        ;
+    loop_timer_set(l, &r->t, util_now_ms() + 10);
+}
+
+/* The wait is measured from the time the loop goes to sleep, not from the
+ * iteration's wake-up: measured from the wake-up, a timer set late in a
+ * long iteration fires late by the iteration's length (here ~40 ms). */
+static void
+test_loop_timer_after_long_iteration_not_late_by_it(void **state)
+{
+    struct fx *f = *state;
+    struct trec near = { .stop = true };
+    uint64_t start = util_now_ms();
+
+    make_pipe(f, 0);
+    loop_timer_init(&near.t, on_trec, &near);
+    assert_int_equal(loop_add(f->l, f->fds[0], LOOP_READ, on_fd_slow_sets_timer, &near), 0);
+    assert_int_equal(write(f->fds[1], "x", 1), 1);
+    run_for(f, 2000);
+    assert_false(f->timed_out);
+    assert_int_equal(near.fired, 1);
+    assert_true(near.at >= start + 50);
+    if (near.at >= start + 75)
+        fail_msg("the timer due at +50 ms fired at +%llu ms",
+                 (unsigned long long)(near.at - start));
+}
+
 /*
  * Deadlines so far away that the epoll timeout must be clamped: the loop
  * still serves a ready descriptor at once. The exact boundary, INT32_MAX ms
@@ -772,6 +811,7 @@ main(void)
         T(test_loop_unarmed_timer_never_fires),
         T(test_loop_wait_ends_at_nearest_deadline),
         T(test_loop_deadline_set_in_callback_shortens_wait),
+        T(test_loop_timer_after_long_iteration_not_late_by_it),
         T(test_loop_timer_rearmed_to_past_in_callback_ends_iteration),
         T(test_loop_signal_reaches_callback_with_signo),
         T(test_loop_before_wait_runs_after_every_iteration),
